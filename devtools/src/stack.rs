@@ -1,0 +1,243 @@
+//! The whole local stack: emulator → tables and secrets from the template → dev key into the
+//! JWKS secret → functions built → `cargo lambda watch` serving both → local gateway.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_config::SdkConfig;
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::devkeys::{self, DevKey, TokenSpec};
+use crate::emulator::{self, Emulator};
+use crate::gateway::{self, GatewayConfig, GatewayHandle};
+use crate::paths;
+use crate::procs::{Managed, ensure_port_free, wait_for_port};
+use crate::template::Template;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub emulator: u16,
+    pub invoke: u16,
+    pub gateway: u16,
+}
+
+impl Ports {
+    /// `cargo xtask dev`.
+    pub const DEV: Ports = Ports {
+        emulator: 4566,
+        invoke: 9000,
+        gateway: 3000,
+    };
+    /// `cargo xtask test`: different ports, so tests run beside a dev stack.
+    pub const TEST: Ports = Ports {
+        emulator: 4577,
+        invoke: 9010,
+        gateway: 3010,
+    };
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StackOptions {
+    pub ports: Ports,
+    /// Let `cargo lambda watch` rebuild on source changes (dev) or not (tests).
+    pub reload: bool,
+}
+
+pub struct Stack {
+    pub emulator: Emulator,
+    pub sdk: SdkConfig,
+    pub template: Template,
+    pub gateway: GatewayHandle,
+    pub key: DevKey,
+    pub issuer: String,
+    pub audience: String,
+    watch: Managed,
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the function binaries, so that watch's lazy build on first invoke is a no-op.
+pub fn build_functions() -> Result<()> {
+    eprintln!("==> building the functions (cargo build -p authorizer -p predict)");
+    let status = std::process::Command::new(cargo())
+        .current_dir(paths::repo_root())
+        .args(["build", "--quiet", "-p", "authorizer", "-p", "predict"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the functions failed");
+    }
+    Ok(())
+}
+
+/// The functions' environment: what the template sets, resolved locally, plus the emulator.
+pub fn functions_env(template: &Template, endpoint: &str) -> Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for (_, logical_id) in template.functions()? {
+        env.extend(template.function_env(&logical_id)?);
+    }
+    env.extend(emulator::client_env(endpoint));
+    env.insert("RUST_LOG".into(), "info".into());
+    Ok(env)
+}
+
+fn write_env_file(env: &BTreeMap<String, String>, port: u16) -> Result<PathBuf> {
+    let dir = paths::local_dir().join("run");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("functions-{port}.env"));
+    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+async fn invoke(
+    client: &reqwest::Client,
+    port: u16,
+    function: &str,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations");
+    let resp = client.post(url).json(&payload).send().await?;
+    let failed = resp.headers().contains_key("x-amz-function-error") || !resp.status().is_success();
+    let body: serde_json::Value = resp.json().await?;
+    if failed || body.get("errorType").is_some() {
+        bail!("{function} failed to answer: {body}");
+    }
+    Ok(body)
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Result<Stack> {
+        let ports = opts.ports;
+        ensure_port_free(ports.invoke, "cargo lambda watch").await?;
+        ensure_port_free(ports.gateway, "the local gateway").await?;
+        let template = Template::load(&paths::template_path())?;
+
+        eprintln!(
+            "==> starting the AWS emulator on 127.0.0.1:{}",
+            ports.emulator
+        );
+        let emulator = Emulator::start(ports.emulator).await?;
+        let sdk = emulator.sdk_config().await;
+        crate::bootstrap::bootstrap(&sdk, &template).await?;
+        let key = devkeys::ensure_dev_key()?;
+        let jwks_secret = template
+            .function_env("AuthorizerFunction")?
+            .get("GATEHOUSE_JWKS_SECRET_ID")
+            .cloned()
+            .context("the authorizer has no GATEHOUSE_JWKS_SECRET_ID")?;
+        crate::bootstrap::put_secret(&sdk, &jwks_secret, &devkeys::public_jwks(&key)).await?;
+        let env = functions_env(&template, &emulator.endpoint)?;
+        let issuer = env
+            .get("GATEHOUSE_ISSUER")
+            .cloned()
+            .context("no GATEHOUSE_ISSUER")?;
+        let audience = env
+            .get("GATEHOUSE_AUDIENCE")
+            .cloned()
+            .context("no GATEHOUSE_AUDIENCE")?;
+
+        build_functions()?;
+        let env_file = write_env_file(&env, ports.invoke)?;
+        eprintln!(
+            "==> starting cargo lambda watch on 127.0.0.1:{}",
+            ports.invoke
+        );
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(paths::repo_root())
+            .env("PATH", paths::path_with_venv())
+            .args([
+                "lambda",
+                "watch",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+            ])
+            .arg(ports.invoke.to_string())
+            .arg("--env-file")
+            .arg(&env_file);
+        if !opts.reload {
+            cmd.arg("--ignore-changes");
+        }
+        let log = paths::logs_dir().join(format!("watch-{}.log", ports.invoke));
+        let mut watch = Managed::spawn("cargo lambda watch", cmd, &log)?;
+        wait_for_port(ports.invoke, Duration::from_secs(120), &mut watch).await?;
+
+        // Cold-start both functions now (watch builds and boots each on its first invoke), so the
+        // first real request does not pay for it and a broken init shows up here.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()?;
+        let probe = json!({"version": "2.0", "type": "REQUEST", "routeKey": "POST /v1/predict", "headers": {},
+            "requestContext": {"http": {"method": "POST", "path": "/v1/predict"}, "requestId": "warmup", "routeKey": "POST /v1/predict"}});
+        let a = invoke(&client, ports.invoke, "authorizer", probe.clone())
+            .await
+            .with_context(|| format!("authorizer did not start (see {})", log.display()))?;
+        if a.get("isAuthorized") != Some(&json!(false)) {
+            bail!("authorizer allowed a request without a token: {a}");
+        }
+        invoke(&client, ports.invoke, "predict", probe)
+            .await
+            .with_context(|| format!("predict did not start (see {})", log.display()))?;
+
+        let gw_config =
+            GatewayConfig::from_template(&template, &format!("http://127.0.0.1:{}", ports.invoke))?;
+        let gateway =
+            gateway::serve(gw_config, SocketAddr::from(([127, 0, 0, 1], ports.gateway))).await?;
+        Ok(Stack {
+            emulator,
+            sdk,
+            template,
+            gateway,
+            key,
+            issuer,
+            audience,
+            watch,
+        })
+    }
+
+    pub fn token(
+        &self,
+        sub: &str,
+        roles: &[&str],
+        tenant: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String> {
+        devkeys::mint(
+            &self.key,
+            &TokenSpec {
+                sub: sub.into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                tenant: tenant.map(str::to_owned),
+                ttl_secs,
+                issuer: self.issuer.clone(),
+                audience: self.audience.clone(),
+            },
+        )
+    }
+
+    pub async fn stop(&mut self) {
+        self.gateway.stop();
+        self.watch.stop().await;
+        self.emulator.stop().await;
+    }
+}
+
+/// Issuer and audience the template gives the authorizer (what dev tokens must carry).
+pub fn token_claims_from_template() -> Result<(String, String)> {
+    let t = Template::load(&paths::template_path())?;
+    let env = t.function_env("AuthorizerFunction")?;
+    Ok((
+        env.get("GATEHOUSE_ISSUER")
+            .cloned()
+            .context("no GATEHOUSE_ISSUER")?,
+        env.get("GATEHOUSE_AUDIENCE")
+            .cloned()
+            .context("no GATEHOUSE_AUDIENCE")?,
+    ))
+}

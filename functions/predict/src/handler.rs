@@ -1,0 +1,33 @@
+//! Thin edge: API Gateway v2 event → `Inbound` → shared pipeline → HTTP response.
+use gatehouse::authorizer::principal_from_context;
+use gatehouse::predict::{Inbound, Predictor};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Error, Request, RequestExt, Response};
+
+pub async fn handle(predictor: &Predictor, request: Request) -> Result<Response<Body>, Error> {
+    let ctx = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => Some(ctx),
+        _ => None,
+    };
+    // No authorizer context means API Gateway did not authorize this call: fail closed.
+    let principal = ctx
+        .and_then(|c| c.authorizer.as_ref())
+        .and_then(|a| principal_from_context(&a.fields));
+    let request_id = ctx.and_then(|c| c.request_id.clone()).unwrap_or_else(|| {
+        request
+            .lambda_context_ref()
+            .map(|l| l.request_id.clone())
+            .unwrap_or_default()
+    });
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let inbound = Inbound {
+        request_id: &request_id,
+        principal,
+        content_type: header("content-type"),
+        body: request.body().as_ref(),
+        source_ip: ctx.and_then(|c| c.http.source_ip.as_deref()),
+        user_agent: ctx.and_then(|c| c.http.user_agent.as_deref()),
+    };
+    let response = predictor.handle(inbound).await;
+    Ok(response.map(Body::from))
+}

@@ -1,0 +1,175 @@
+//! Configuration, read once from environment variables at cold start into typed structs.
+//! A missing or malformed value stops the function with a message naming the variable.
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} has an invalid value: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Reads variables through a lookup function so tests need not touch the process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Env(|k| std::env::var(k).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        match (self.0)(name) {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(ConfigError::Missing(name)),
+        }
+    }
+
+    pub fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match (self.0)(name) {
+            None => Ok(default),
+            Some(v) if v.trim().is_empty() => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn secs(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parsed(name, default).map(Duration::from_secs)
+    }
+}
+
+/// Token checks shared by the authorizer's configuration and its tests.
+#[derive(Debug, Clone)]
+pub struct AuthorizerConfig {
+    pub jwks_secret_id: String,
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on exp/nbf/iat. Capped at 60 s; default 30 s.
+    pub leeway: Duration,
+    pub max_token_lifetime: Duration,
+    pub keys_refresh: Duration,
+    pub keys_max_staleness: Duration,
+    pub unknown_kid_refresh_interval: Duration,
+}
+
+impl AuthorizerConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let leeway = env.secs("GATEHOUSE_LEEWAY_SECS", 30)?;
+        if leeway > Duration::from_secs(60) {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_LEEWAY_SECS",
+                reason: "leeway above 60 s defeats expiry checks".into(),
+            });
+        }
+        Ok(Self {
+            jwks_secret_id: env.required("GATEHOUSE_JWKS_SECRET_ID")?,
+            issuer: env.required("GATEHOUSE_ISSUER")?,
+            audience: env.required("GATEHOUSE_AUDIENCE")?,
+            leeway,
+            max_token_lifetime: env.secs("GATEHOUSE_MAX_TOKEN_LIFETIME_SECS", 3600)?,
+            keys_refresh: env.secs("GATEHOUSE_KEYS_REFRESH_SECS", 300)?,
+            keys_max_staleness: env.secs("GATEHOUSE_KEYS_MAX_STALENESS_SECS", 3600)?,
+            unknown_kid_refresh_interval: env.secs("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", 30)?,
+        })
+    }
+}
+
+/// Which model backend predict calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelBackendKind {
+    Echo,
+    Bedrock,
+}
+
+impl FromStr for ModelBackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "echo" => Ok(Self::Echo),
+            "bedrock" => Ok(Self::Bedrock),
+            other => Err(format!(
+                "unknown model backend {other:?} (expected echo | bedrock)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PredictConfig {
+    pub model_backend: ModelBackendKind,
+    /// Bodies larger than this are refused with 413 before parsing.
+    pub max_body_bytes: usize,
+    /// Prompt cap when the principal's roles set none.
+    pub default_max_prompt_chars: usize,
+    pub max_tokens_cap: u32,
+    pub model_timeout: Duration,
+}
+
+impl PredictConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            model_backend: env.parsed("GATEHOUSE_MODEL_BACKEND", ModelBackendKind::Echo)?,
+            max_body_bytes: env.parsed("GATEHOUSE_MAX_BODY_BYTES", 64 * 1024)?,
+            default_max_prompt_chars: env.parsed("GATEHOUSE_MAX_PROMPT_CHARS", 8000)?,
+            max_tokens_cap: env.parsed("GATEHOUSE_MAX_TOKENS_CAP", 4096)?,
+            model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env(move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn authorizer_config_requires_issuer_and_rejects_large_leeway() {
+        let e = env(&[
+            ("GATEHOUSE_JWKS_SECRET_ID", "s"),
+            ("GATEHOUSE_AUDIENCE", "a"),
+        ]);
+        assert!(matches!(
+            AuthorizerConfig::from_env(&e),
+            Err(ConfigError::Missing("GATEHOUSE_ISSUER"))
+        ));
+        let e = env(&[
+            ("GATEHOUSE_JWKS_SECRET_ID", "s"),
+            ("GATEHOUSE_ISSUER", "i"),
+            ("GATEHOUSE_AUDIENCE", "a"),
+            ("GATEHOUSE_LEEWAY_SECS", "120"),
+        ]);
+        assert!(matches!(
+            AuthorizerConfig::from_env(&e),
+            Err(ConfigError::Invalid {
+                name: "GATEHOUSE_LEEWAY_SECS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn predict_config_defaults_and_bad_backend() {
+        let c = PredictConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.model_backend, ModelBackendKind::Echo);
+        assert_eq!(c.default_max_prompt_chars, 8000);
+        let bad = PredictConfig::from_env(&env(&[("GATEHOUSE_MODEL_BACKEND", "gpt")]));
+        assert!(matches!(bad, Err(ConfigError::Invalid { .. })));
+    }
+}

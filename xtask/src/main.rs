@@ -1,0 +1,57 @@
+//! `cargo xtask`: the project's dev automation. Run `cargo xtask --help`.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod checks;
+mod dev;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Gatehouse dev automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the local stack (emulator, functions under cargo lambda watch, gateway on :3000).
+    Dev,
+    /// Print a JWT signed with the dev key (.local/dev-keys/private-jwks.json).
+    Token {
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles, e.g. ai_operator,analyst
+        #[arg(long, default_value = "")]
+        roles: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 900)]
+        ttl: u64,
+    },
+    /// Install what is missing, start the emulator and the stack, run fmt, clippy, every test and
+    /// the infra checks, then stop everything.
+    Test,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Dev => dev::run().await,
+        Cmd::Token {
+            sub,
+            roles,
+            tenant,
+            ttl,
+        } => {
+            let roles: Vec<&str> = roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .collect();
+            println!("{}", dev::mint_token(&sub, &roles, tenant.as_deref(), ttl)?);
+            Ok(())
+        }
+        Cmd::Test => checks::run().await,
+    }
+}
