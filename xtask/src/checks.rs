@@ -82,7 +82,7 @@ pub async fn run() -> Result<()> {
     infra_checks()?;
 
     let mut stack = Stack::start(StackOptions {
-        ports: Ports::TEST,
+        ports: Ports::TEST.offset_from_env(),
         reload: false,
     })
     .await?;
@@ -97,7 +97,7 @@ pub async fn run() -> Result<()> {
                 .env("GATEHOUSE_GATEWAY_URL", gateway)
                 .env(
                     "GATEHOUSE_INVOKE_URL",
-                    format!("http://127.0.0.1:{}", Ports::TEST.invoke),
+                    format!("http://127.0.0.1:{}", Ports::TEST.offset_from_env().invoke),
                 ),
         )
     })

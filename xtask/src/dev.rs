@@ -30,7 +30,7 @@ pub fn mint_token(
 pub async fn run() -> Result<()> {
     tools::ensure_venv(DEV_REQUIREMENTS)?;
     let mut stack = Stack::start(StackOptions {
-        ports: Ports::DEV,
+        ports: Ports::DEV.offset_from_env(),
         reload: true,
     })
     .await?;
@@ -42,7 +42,7 @@ pub async fn run() -> Result<()> {
          \n  curl -sS {gw}/v1/predict -H 'content-type: application/json' \\\n    -H 'authorization: Bearer {token}' \\\n    -d '{{\"prompt\":\"Hello, Gatehouse\"}}'\n\
          \nPress Ctrl-C to stop everything this command started.",
         gw = stack.gateway.url(),
-        invoke = Ports::DEV.invoke,
+        invoke = Ports::DEV.offset_from_env().invoke,
         emu = stack.emulator.endpoint,
     );
     tokio::signal::ctrl_c().await?;
