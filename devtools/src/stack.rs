@@ -37,6 +37,20 @@ impl Ports {
         invoke: 9010,
         gateway: 3010,
     };
+
+    /// These ports shifted by `GATEHOUSE_PORT_OFFSET` (default 0), so two checkouts can run
+    /// their stacks side by side.
+    pub fn offset_from_env(self) -> Ports {
+        let off: u16 = std::env::var("GATEHOUSE_PORT_OFFSET")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ports {
+            emulator: self.emulator + off,
+            invoke: self.invoke + off,
+            gateway: self.gateway + off,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
