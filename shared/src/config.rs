@@ -53,7 +53,7 @@ pub struct AuthorizerConfig {
     pub jwks_secret_id: String,
     pub issuer: String,
     pub audience: String,
-    /// Clock skew tolerated on exp/nbf/iat. Capped at 60 s; default 30 s.
+    /// Clock skew tolerated on exp/nbf/iat: at most (and by default) 30 s.
     pub leeway: Duration,
     pub max_token_lifetime: Duration,
     pub keys_refresh: Duration,
@@ -64,10 +64,10 @@ pub struct AuthorizerConfig {
 impl AuthorizerConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let leeway = env.secs("GATEHOUSE_LEEWAY_SECS", 30)?;
-        if leeway > Duration::from_secs(60) {
+        if leeway > Duration::from_secs(30) {
             return Err(ConfigError::Invalid {
                 name: "GATEHOUSE_LEEWAY_SECS",
-                reason: "leeway above 60 s defeats expiry checks".into(),
+                reason: "leeway above 30 s weakens expiry checks".into(),
             });
         }
         Ok(Self {

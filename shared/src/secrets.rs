@@ -78,9 +78,11 @@ impl JwksSource for SecretsManagerJwks {
             get_staged(&self.client, &self.secret_id, AWSPREVIOUS)
         );
         let current = current
-            .map_err(|e| SourceError(e.to_string()))?
-            .ok_or_else(|| SourceError(format!("secret {} has no AWSCURRENT", self.secret_id)))?;
-        let previous = previous.map_err(|e| SourceError(e.to_string()))?;
+            .map_err(|e| SourceError::new(e.to_string()))?
+            .ok_or_else(|| {
+                SourceError::new(format!("secret {} has no AWSCURRENT", self.secret_id))
+            })?;
+        let previous = previous.map_err(|e| SourceError::new(e.to_string()))?;
         Ok(JwksVersions { current, previous })
     }
 }

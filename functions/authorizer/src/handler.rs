@@ -30,3 +30,98 @@ pub async fn handle<S: JwksSource>(
     );
     Ok(simple_response(&decision))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use gatehouse::auth::{CacheConfig, JwksVersions, KeyCache, SourceError, TokenPolicy};
+    use gatehouse::clock::SystemClock;
+    use gatehouse::policy::PolicyStore;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    const SECRET: &[u8] = b"test-hmac-key-of-at-least-32-bytes!!";
+
+    struct StaticJwks;
+
+    #[async_trait::async_trait]
+    impl JwksSource for StaticJwks {
+        async fn fetch(&self) -> Result<JwksVersions, SourceError> {
+            use base64::Engine;
+            let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET);
+            let jwks = format!(
+                r#"{{"keys":[{{"kty":"oct","kid":"k1","alg":"HS256","use":"sig","k":"{k}"}}]}}"#
+            );
+            Ok(JwksVersions {
+                current: jwks.into(),
+                previous: None,
+            })
+        }
+    }
+
+    async fn gate() -> Gate<StaticJwks> {
+        let cache = CacheConfig {
+            refresh_ttl: Duration::from_secs(300),
+            max_staleness: Duration::from_secs(3600),
+            unknown_kid_min_interval: Duration::from_secs(30),
+        };
+        Gate {
+            keys: KeyCache::load(StaticJwks, cache, Arc::new(SystemClock))
+                .await
+                .unwrap(),
+            policy: PolicyStore::embedded().unwrap(),
+            token_policy: TokenPolicy {
+                issuer: "https://issuer.test/".into(),
+                audience: "gatehouse-api".into(),
+                leeway: Duration::from_secs(30),
+                max_lifetime: Duration::from_secs(3600),
+            },
+        }
+    }
+
+    fn token(roles: &[&str]) -> String {
+        let now = gatehouse::clock::unix_secs(std::time::SystemTime::now());
+        let claims = serde_json::json!({"iss": "https://issuer.test/", "aud": "gatehouse-api", "sub": "alice",
+            "roles": roles, "iat": now, "exp": now + 300, "jti": "jti-1"});
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    async fn decide(
+        token: &str,
+    ) -> ApiGatewayV2CustomAuthorizerSimpleResponse<HashMap<String, Value>> {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/authorizer-v2-request.json"
+        ))
+        .unwrap()
+        .replace("TOKEN", token);
+        let payload: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_str(&text).unwrap();
+        let event = LambdaEvent::new(payload, lambda_runtime::Context::default());
+        handle(&gate().await, event).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn fixture_with_operator_token_is_allowed_with_context() {
+        let r = decide(&token(&["ai_operator"])).await;
+        assert!(r.is_authorized);
+        assert_eq!(r.context["sub"], "alice");
+        assert_eq!(r.context["roles"], "ai_operator");
+        assert_eq!(r.context["token_id"], "jti-1");
+        assert!(
+            !r.context
+                .values()
+                .any(|v| v.as_str().is_some_and(|s| s.contains('.'))),
+            "no token in context"
+        );
+    }
+
+    #[tokio::test]
+    async fn fixture_with_wrong_role_or_garbage_token_is_a_clean_deny() {
+        assert!(!decide(&token(&["auditor"])).await.is_authorized);
+        assert!(!decide("not-a-jwt").await.is_authorized);
+    }
+}

@@ -31,3 +31,54 @@ pub async fn handle(predictor: &Predictor, request: Request) -> Result<Response<
     let response = predictor.handle(inbound).await;
     Ok(response.map(Body::from))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse::config::{Env, PredictConfig};
+    use gatehouse::model::EchoModel;
+    use gatehouse::policy::PolicyStore;
+
+    fn fixture() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/predict-v2-request.json"
+        ))
+        .unwrap()
+    }
+
+    fn predictor() -> Predictor {
+        Predictor {
+            policy: PolicyStore::embedded().unwrap(),
+            model: Box::new(EchoModel),
+            config: PredictConfig::from_env(&Env(|_| None)).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn api_gateway_v2_event_with_authorizer_context_gets_200() {
+        let request = lambda_http::request::from_str(&fixture()).unwrap();
+        let resp = handle(&predictor(), request).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+        assert_eq!(body["request_id"], "id-predict-fixture");
+        assert!(
+            body["output"]
+                .as_str()
+                .unwrap()
+                .contains("quarterly report")
+        );
+    }
+
+    #[tokio::test]
+    async fn event_without_authorizer_context_fails_closed() {
+        let mut v: serde_json::Value = serde_json::from_str(&fixture()).unwrap();
+        v["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        let request = lambda_http::request::from_str(&v.to_string()).unwrap();
+        let resp = handle(&predictor(), request).await.unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+}
