@@ -133,7 +133,7 @@ pub struct Usage {
 
 #[derive(Debug, Serialize)]
 pub struct ScreenSummary {
-    pub verdict: &'static str,
+    pub verdict: crate::screen::Verdict,
     pub score: f32,
 }
 

@@ -112,6 +112,7 @@ pub struct PredictConfig {
     pub default_max_prompt_chars: usize,
     pub max_tokens_cap: u32,
     pub model_timeout: Duration,
+    pub screen: crate::screen::ScreenConfig,
 }
 
 impl PredictConfig {
@@ -122,8 +123,33 @@ impl PredictConfig {
             default_max_prompt_chars: env.parsed("GATEHOUSE_MAX_PROMPT_CHARS", 8000)?,
             max_tokens_cap: env.parsed("GATEHOUSE_MAX_TOKENS_CAP", 4096)?,
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
+            screen: screen_config(env)?,
         })
     }
+}
+
+/// Screen thresholds: scores at or above `GATEHOUSE_SCREEN_BLOCK` are refused, at or above
+/// `GATEHOUSE_SCREEN_FLAG` pass but are flagged in the audit record and the log.
+fn screen_config<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<crate::screen::ScreenConfig, ConfigError> {
+    let d = crate::screen::ScreenConfig::default();
+    let c = crate::screen::ScreenConfig {
+        flag_threshold: env.parsed("GATEHOUSE_SCREEN_FLAG", d.flag_threshold)?,
+        block_threshold: env.parsed("GATEHOUSE_SCREEN_BLOCK", d.block_threshold)?,
+        max_input_bytes: env.parsed("GATEHOUSE_SCREEN_MAX_BYTES", d.max_input_bytes)?,
+    };
+    let in_range = |t: f32| (0.0..=1.0).contains(&t);
+    if !in_range(c.flag_threshold)
+        || !in_range(c.block_threshold)
+        || c.flag_threshold > c.block_threshold
+    {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_SCREEN_FLAG",
+            reason: "thresholds must satisfy 0 <= flag <= block <= 1".into(),
+        });
+    }
+    Ok(c)
 }
 
 #[cfg(test)]

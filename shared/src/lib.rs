@@ -16,4 +16,6 @@ pub mod logging;
 pub mod model;
 pub mod policy;
 pub mod predict;
+pub mod sanitize;
+pub mod screen;
 pub mod secrets;

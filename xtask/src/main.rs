@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod checks;
 mod dev;
+mod screen;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Gatehouse dev automation")]
@@ -32,6 +33,17 @@ enum Cmd {
     /// Install what is missing, start the emulator and the stack, run fmt, clippy, every test and
     /// the infra checks, then stop everything.
     Test,
+    /// Screen JSON Lines prompts from stdin ({"text": ...}) → {"verdict","score","rules"} lines.
+    Screen,
+    /// Evaluate the screen on a labelled JSONL file (text, label, optional category).
+    ScreenEval { file: std::path::PathBuf },
+    /// Retrain the screen's learned layer from the corpus train split (deterministic).
+    TrainScreen {
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -53,5 +65,8 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Test => checks::run().await,
+        Cmd::Screen => screen::screen_stdin(),
+        Cmd::ScreenEval { file } => screen::eval(&file),
+        Cmd::TrainScreen { input, out } => screen::train_model(input, out),
     }
 }

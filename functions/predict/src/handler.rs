@@ -50,6 +50,7 @@ mod tests {
     fn predictor() -> Predictor {
         Predictor {
             policy: PolicyStore::embedded().unwrap(),
+            screener: gatehouse::screen::Screener::new(Default::default()).unwrap(),
             model: Box::new(EchoModel),
             config: PredictConfig::from_env(&Env(|_| None)).unwrap(),
         }

@@ -5,6 +5,7 @@ mod handler;
 use gatehouse::config::{Env, PredictConfig};
 use gatehouse::policy::PolicyStore;
 use gatehouse::predict::Predictor;
+use gatehouse::screen::Screener;
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
@@ -13,6 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = PredictConfig::from_env(&Env::process())?;
     let predictor = Predictor {
         policy: PolicyStore::embedded()?,
+        screener: Screener::new(config.screen)?,
         model: gatehouse::model::backend(config.model_backend)?,
         config,
     };

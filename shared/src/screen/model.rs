@@ -1,0 +1,128 @@
+//! The learned layer: logistic regression over hashed character and word n-grams of the
+//! leet view. Hashing keeps the model a fixed size and needs no vocabulary file.
+
+use super::ScreenError;
+
+/// 2^17 buckets: enough for a few thousand prompts, 256 KiB as i16.
+pub const LOG2_BUCKETS: u8 = 17;
+const MAGIC: &[u8; 4] = b"GHSM";
+const VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelWeights {
+    pub log2_buckets: u8,
+    pub bias: f32,
+    pub weights: Vec<f32>,
+}
+
+impl ModelWeights {
+    pub fn zeros(log2_buckets: u8) -> Self {
+        Self {
+            log2_buckets,
+            bias: 0.0,
+            weights: vec![0.0; 1usize << log2_buckets],
+        }
+    }
+
+    /// Probability of attack for a feature vector (index, value).
+    pub fn predict(&self, features: &[(u32, f32)]) -> f32 {
+        let z = self.bias
+            + features
+                .iter()
+                .map(|&(i, v)| self.weights.get(i as usize).copied().unwrap_or(0.0) * v)
+                .sum::<f32>();
+        sigmoid(z)
+    }
+}
+
+pub fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Compact format: magic, version, log2 buckets, bias (f32), scale (f32), then one i16 per
+/// bucket (little endian). i16 quantization loses nothing measurable and halves the size.
+pub fn encode(w: &ModelWeights) -> Vec<u8> {
+    let max = w.weights.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 {
+        max / f32::from(i16::MAX)
+    } else {
+        1.0
+    };
+    let mut out = Vec::with_capacity(14 + w.weights.len() * 2);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(w.log2_buckets);
+    out.extend_from_slice(&w.bias.to_le_bytes());
+    out.extend_from_slice(&scale.to_le_bytes());
+    for x in &w.weights {
+        // Clamped and rounded, so the cast cannot overflow.
+        let q = (x / scale).round().clamp(-32767.0, 32767.0) as i16;
+        out.extend_from_slice(&q.to_le_bytes());
+    }
+    out
+}
+
+pub fn decode(bytes: &[u8]) -> Result<ModelWeights, ScreenError> {
+    let bad = |why: &str| ScreenError::Model(why.to_owned());
+    let header = bytes.get(..14).ok_or_else(|| bad("truncated header"))?;
+    if &header[..4] != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    if header[4] != VERSION {
+        return Err(bad("unsupported version"));
+    }
+    let log2 = header[5];
+    if !(8..=24).contains(&log2) {
+        return Err(bad("bucket count out of range"));
+    }
+    let f32_at = |i: usize| -> Result<f32, ScreenError> {
+        let b: [u8; 4] = header
+            .get(i..i + 4)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| bad("truncated header"))?;
+        Ok(f32::from_le_bytes(b))
+    };
+    let bias = f32_at(6)?;
+    let scale = f32_at(10)?;
+    let n = 1usize << log2;
+    let body = &bytes[14..];
+    if body.len() != n * 2 {
+        return Err(bad("weight count does not match header"));
+    }
+    let weights = body
+        .chunks_exact(2)
+        .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * scale)
+        .collect();
+    Ok(ModelWeights {
+        log2_buckets: log2,
+        bias,
+        weights,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_roundtrip_within_quantization() {
+        let mut w = ModelWeights::zeros(8);
+        w.bias = -0.5;
+        w.weights[3] = 1.25;
+        w.weights[200] = -2.0;
+        let back = decode(&encode(&w)).expect("roundtrip");
+        assert_eq!(back.bias, -0.5);
+        assert!((back.weights[3] - 1.25).abs() < 1e-3);
+        assert!((back.weights[200] + 2.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn rejects_corrupt_files() {
+        assert!(decode(b"GHSM").is_err());
+        let mut bytes = encode(&ModelWeights::zeros(8));
+        bytes.pop();
+        assert!(decode(&bytes).is_err());
+        bytes[0] = b'X';
+        assert!(decode(&bytes).is_err());
+    }
+}

@@ -1,0 +1,429 @@
+//! Rule table: general attack phrasing, not strings from any corpus. Compiled once.
+//!
+//! Latin rules are written for the skeleton view in a tiny dialect: a literal space means
+//! "one or more non-word characters", and `\b` is an ASCII word boundary (the lazy DFA
+//! cannot run Unicode word boundaries on non-ASCII input and would fall back to a slow
+//! engine). Each Latin rule is compiled three ways: for the skeleton view, for the leet view
+//! (`l` -> `i`), and squashed (no separators) for letters that were spaced apart.
+
+use regex::RegexSet;
+
+use super::ScreenError;
+use super::normalize::leet_pattern;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// English phrasing over the Latin skeleton (also leet, ROT13 and squashed forms).
+    Latin,
+    /// Exact syntax (delimiters, URLs, shell): skeleton view only, never leet-mapped.
+    Syntax,
+    /// Non-Latin scripts: lowercase view, confusables not folded.
+    Multi,
+}
+
+pub struct Rule {
+    pub id: &'static str,
+    /// Evidence strength in [0, 1]; fired rules combine as a noisy-OR.
+    pub weight: f32,
+    pub scope: Scope,
+    pub pattern: &'static str,
+}
+
+const OVERRIDE_VERB: &str = r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|neglect|skip|discard|abandon|drop|set aside|pay no attention to|do not follow|don't follow|dont follow|stop following|no longer follow)";
+const PRIOR: &str = r"(?:previous|previously|prior|above|preceding|earlier|former|foregoing|original|initial|old|past|existing|given|all|system|safety|developer|default)";
+const INSTR_NOUN: &str = r"(?:instructions?|directives?|rules|guidelines|guidance|prompts?|commands?|constraints|restrictions|programming|guardrails|policies|context|messages|orders|training|text|content|conversation|input)";
+
+/// The rule table. Weights: 0.95 = unambiguous attack phrasing, ~0.6 = strong hint that
+/// benign prompts rarely contain, <= 0.4 = weak signal that only adds up with others.
+pub fn table() -> Vec<(Rule, String)> {
+    let r = |id, weight, scope, pattern: &'static str| {
+        (
+            Rule {
+                id,
+                weight,
+                scope,
+                pattern,
+            },
+            pattern.to_owned(),
+        )
+    };
+    let override_prior = format!(
+        r"\b{OVERRIDE_VERB} (?:(?:all|any|every|each|the|your|my|of|these|those|that|everything|anything|what|was|is|were|said|written) )*{PRIOR} (?:(?:and|or|other) )?{INSTR_NOUN}\b"
+    );
+    let override_your = format!(
+        r"\b{OVERRIDE_VERB} (?:all )?(?:of )?your (?:\w+ )?(?:instructions?|rules|guidelines|programming|training|restrictions|constraints|filters|safety|ethics|principles|policies|directives|limitations|core values)\b"
+    );
+    let mut rules: Vec<(Rule, String)> = vec![
+        // --- instruction override ---
+        (
+            Rule {
+                id: "instruction_override",
+                weight: 0.95,
+                scope: Scope::Latin,
+                pattern: "",
+            },
+            override_prior,
+        ),
+        (
+            Rule {
+                id: "instruction_override",
+                weight: 0.9,
+                scope: Scope::Latin,
+                pattern: "",
+            },
+            override_your,
+        ),
+        r(
+            "instruction_override",
+            0.85,
+            Scope::Latin,
+            r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:that|the above|above|everything|all) (?:and|then|instead|now)\b",
+        ),
+        r(
+            "instruction_override",
+            0.8,
+            Scope::Latin,
+            r"\b(?:ignore|disregard|forget) (?:all|everything) (?:above|before|prior|previous|said|you (?:were|have been) told)\b",
+        ),
+        r(
+            "new_instructions",
+            0.7,
+            Scope::Latin,
+            r"\b(?:new|updated|real|actual|revised|override|secret|hidden|admin|priority) (?:instructions?|task|directive|orders|rules)(?: follow| are| is)? ?:",
+        ),
+        r(
+            "new_instructions",
+            0.75,
+            Scope::Latin,
+            r"\byour (?:new|real|actual|true|only) (?:task|instructions?|role|goal|purpose|job|directive) (?:is|are|will be|now)\b",
+        ),
+        r(
+            "new_instructions",
+            0.6,
+            Scope::Latin,
+            r"\bfrom now on,? (?:you (?:will|are|must|shall|should|can)|act|respond|answer|ignore|pretend)\b",
+        ),
+        r(
+            "new_instructions",
+            0.6,
+            Scope::Latin,
+            r"\b(?:instead|rather),? (?:just )?(?:say|print|output|write|respond with|reply with|answer with)\b",
+        ),
+        r(
+            "new_instructions",
+            0.5,
+            Scope::Latin,
+            r"\b(?:stop|end) (?:the )?(?:current )?(?:task|translation|summary|summarizing|role ?play)\b.{0,40}\b(?:now|instead|and)\b",
+        ),
+        // --- role hijack / DAN / developer mode ---
+        r(
+            "role_hijack",
+            0.9,
+            Scope::Latin,
+            r"\b(?:you are|you're|youre|act as|acting as|pretend (?:to be|you are|you're)|roleplay as|role play as|behave (?:as|like)|become|simulate|play the role of|you will be) (?:now |going to be |a |an |my |the )*(?:dan|stan|dude|evil|unfiltered|uncensored|unrestricted|jailbroken|amoral|unethical|unbound|rogue|unlimited|lawless|immoral|malicious|unaligned|liberated|opposite)\b",
+        ),
+        r("role_hijack", 0.95, Scope::Latin, r"\bdo anything now\b"),
+        r(
+            "role_hijack",
+            0.9,
+            Scope::Latin,
+            r"\b(?:developer|dev|god|admin|debug|maintenance|jailbreak|jailbroken|unrestricted|sudo|root|dan|unfiltered|evil|chaos|opposite) mode (?:is )?(?:now )?(?:enabled|activated|engaged|unlocked)\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:you are|you're|you will|you now|simulate|pretend to be in|act as if you are in|respond in|answer in) (?:now )?(?:in |into |running in |operating in |be in )?(?:developer|god|jailbreak|jailbroken|unrestricted|sudo|dan|unfiltered|evil|chaos) mode\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\byou (?:are|have been|were) (?:now )?(?:free|freed|released|liberated|unshackled|no longer bound|not bound) (?:from|of|by) (?:any |all |your |the )*(?:restrictions|limitations|rules|guidelines|constraints|filters|programming|policies|openai|anthropic|typical confines|ethical)",
+        ),
+        r(
+            "role_hijack",
+            0.8,
+            Scope::Latin,
+            r"\b(?:without|with no|no|free of|free from|ignoring|ignore|bypass|bypassing|disable|disabling|remove|removing|turn off) (?:any |all |your |the |of |moral |ethical )*(?:restrictions|limitations|filters|filtering|censorship|guidelines|safety (?:measures|protocols|guidelines|filters|rules)|content polic(?:y|ies)|ethical (?:guidelines|constraints|boundaries|limits)|moral (?:guidelines|constraints|limits))\b",
+        ),
+        r(
+            "role_hijack",
+            0.6,
+            Scope::Latin,
+            r"\b(?:stay|remain|keep) in character\b",
+        ),
+        r(
+            "role_hijack",
+            0.6,
+            Scope::Latin,
+            r"\b(?:never|do not|don't|dont|cannot|can't|will not|won't) (?:ever )?(?:refuse|decline|apologi[sz]e|say (?:no|sorry|that you can't)|add (?:warnings|disclaimers))\b",
+        ),
+        r(
+            "role_hijack",
+            0.5,
+            Scope::Latin,
+            r"\b(?:not|no longer) (?:bound|restricted|limited|constrained) by\b",
+        ),
+        r("role_hijack", 0.4, Scope::Latin, r"\bjailbr(?:eak|oken)\b"),
+        r(
+            "role_hijack",
+            0.5,
+            Scope::Latin,
+            r"\b(?:hypothetical|fictional|imaginary|alternate) (?:world|scenario|universe|story|ai|model)\b.{0,80}\b(?:no|without) (?:rules|restrictions|limits|laws|ethics|filters|guidelines)\b",
+        ),
+        // --- system prompt extraction ---
+        r(
+            "system_prompt_extraction",
+            0.9,
+            Scope::Latin,
+            r"\b(?:reveal|show|print|display|output|repeat|tell|give|share|leak|dump|disclose|spill|recite|write out|paste|expose|list|return|what (?:is|are|was|were)) (?:me |us |back )?(?:all |the |your |its |of |exact |full |entire |complete |original |hidden |secret |initial |verbatim |first |whole |current |underlying )*(?:system|initial|hidden|secret|original|pre|internal|developer|confidential|base|starting|seed|meta) ?(?:prompts?|instructions|messages?|directives|guidelines|configuration|config)\b",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.85,
+            Scope::Latin,
+            r"\b(?:repeat|print|output|echo|recite|copy|reproduce|spell out) (?:back )?(?:all |the |every |everything |word |words |text )*(?:above|before this|prior|preceding|so far|you were given|verbatim)\b",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.8,
+            Scope::Latin,
+            r"\bwhat (?:were|are|have) you (?:been )?(?:told|instructed|programmed|configured) (?:to|not to|before|initially|by)\b",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.5,
+            Scope::Latin,
+            r"\b(?:your|the) (?:system|initial|hidden|secret|internal) (?:prompt|instructions)\b",
+        ),
+        r(
+            "secret_extraction",
+            0.6,
+            Scope::Latin,
+            r"\b(?:reveal|leak|dump|disclose|expose|print|output|tell me|give me|show me) (?:all |the |your |any |stored |every )*(?:secrets?|passwords?|api keys?|private keys?|credentials|access tokens?|secret keys?|training data|user data|environment variables|env vars)\b",
+        ),
+        // --- fake chat-template delimiters ---
+        r(
+            "chat_template",
+            0.95,
+            Scope::Syntax,
+            r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|end_of_text|start_header_id|end_header_id|eot_id|eom_id)\|>",
+        ),
+        r(
+            "chat_template",
+            0.95,
+            Scope::Syntax,
+            r"\[/?inst\]|<</?sys>>|<start_of_turn>|<end_of_turn>|\[/?system\]",
+        ),
+        r(
+            "chat_template",
+            0.85,
+            Scope::Syntax,
+            r"(?m)^[ \t]*(?:#{1,4}|\*\*|\[|<) ?(?:system|sys|assistant|developer|admin) ?(?:prompt|message|instructions?|override|note)?(?:\]|>|\*\*)? ?:",
+        ),
+        // A bare "System:" line is also how people label logs, so alone it only flags.
+        r(
+            "chat_template",
+            0.5,
+            Scope::Syntax,
+            r"(?m)^[ \t]*(?:system|assistant|developer) ?(?:prompt|message|instructions?|override)? ?:",
+        ),
+        r(
+            "chat_template",
+            0.6,
+            Scope::Syntax,
+            r"</?(?:system|sys|instructions?|admin|developer|assistant)(?:_?(?:prompt|message))?>|\[(?:admin|developer|system)[ _](?:override|message|mode|command|note)\]",
+        ),
+        r("chat_template", 0.5, Scope::Syntax, r"<\|[a-z_]{2,30}\|>"),
+        // --- tool and command execution ---
+        r(
+            "command_execution",
+            0.9,
+            Scope::Syntax,
+            r"\b(?:curl|wget)\b[^\n]{0,200}?\|[ \t]*(?:sudo[ \t]+)?(?:ba|z|da)?sh\b",
+        ),
+        r(
+            "command_execution",
+            0.6,
+            Scope::Syntax,
+            r"(?:^|[\s`(])(?:rm -rf /|/etc/(?:passwd|shadow|sudoers)|nc -e|bash -i|/dev/tcp/|chmod \+s|mkfifo)",
+        ),
+        r(
+            "command_execution",
+            0.5,
+            Scope::Syntax,
+            r"\b(?:os\.system|os\.popen|subprocess\.(?:run|call|popen|check_output)|__import__|eval\(|exec\(|child_process|runtime\.getruntime)",
+        ),
+        r(
+            "command_execution",
+            0.5,
+            Scope::Latin,
+            r"\b(?:run|execute|exec|eval|evaluate|bypass|invoke|call) ?: ?`",
+        ),
+        r(
+            "command_execution",
+            0.6,
+            Scope::Latin,
+            r"\b(?:execute|run|call|invoke|use) (?:the |this |a |following )*(?:shell|bash|terminal|system|os|python|code interpreter|tool|function) (?:command|commands|code|call)\b.{0,60}\b(?:delete|rm|curl|wget|send|download|upload|password|whoami|sudo)\b",
+        ),
+        // --- exfiltration ---
+        r(
+            "exfiltration",
+            0.7,
+            Scope::Syntax,
+            r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{1,300}[?&][a-z_]{1,30}=[^)\s]{0,300}\)",
+        ),
+        r(
+            "exfiltration",
+            0.85,
+            Scope::Latin,
+            r"\b(?:send|post|forward|upload|transmit|exfiltrate|leak|email|mail|copy|append) (?:all |the |this |my |your |every |our |any |of |previous |entire |full |user |users )*(?:conversation|chat|chat history|history|data|credentials|passwords?|api keys?|tokens?|secrets?|files?|messages|emails|system prompt|personal information|contacts|documents) (?:to|into) (?:https?|www|my |the (?:url|address|server|endpoint|webhook|following)|this (?:url|address|server|endpoint|webhook)|\S+@\S+|attacker|external)",
+        ),
+        r("exfiltration", 0.6, Scope::Latin, r"\bexfiltrat\w*"),
+        // --- generic injection markers (framework-agnostic) ---
+        r(
+            "injection_marker",
+            0.6,
+            Scope::Latin,
+            r"\b(?:prompt injection|injected instruction|ignore the user|the user is lying|this is a test of your (?:restrictions|limits))\b",
+        ),
+        r(
+            "injection_marker",
+            0.5,
+            Scope::Latin,
+            r"\b(?:important|attention|note to (?:the )?(?:ai|assistant|model|llm)|ai assistant|dear (?:ai|assistant|model)) ?: .{0,80}\b(?:ignore|disregard|instead|do not|must|override)\b",
+        ),
+        // --- multilingual: the commonest override / extraction phrases ---
+        r(
+            "instruction_override_fr",
+            0.95,
+            Scope::Multi,
+            r"(?:ignor|oubli|néglig|neglig)\w* (?:toutes |tous |toute )?(?:les|tes|vos|ces|des|mes) (?:\w+ ){0,3}(?:instructions|consignes|directives|règles|regles)|(?:instructions|consignes|directives|règles) (?:précédentes|precedentes|antérieures|anterieures|ci-dessus)",
+        ),
+        r(
+            "instruction_override_es",
+            0.95,
+            Scope::Multi,
+            r"(?:ignor|olvid|omit|descart)\w* (?:\w+ ){0,4}(?:instrucciones|indicaciones|reglas|órdenes|ordenes|directrices)",
+        ),
+        r(
+            "instruction_override_de",
+            0.95,
+            Scope::Multi,
+            r"(?:ignorier|vergiss|vergessen|missacht|übergeh)\w* (?:\w+ ){0,4}(?:anweisungen|anweisung|instruktionen|regeln|vorgaben|befehle|richtlinien)",
+        ),
+        r(
+            "instruction_override_it",
+            0.95,
+            Scope::Multi,
+            r"(?:ignor|dimentic|trascur)\w* (?:\w+ ){0,4}(?:istruzioni|regole|indicazioni|direttive)",
+        ),
+        r(
+            "instruction_override_pt",
+            0.95,
+            Scope::Multi,
+            r"(?:ignor|esque[çc]|desconsider)\w* (?:\w+ ){0,4}(?:instruções|instrucoes|regras|orientações|orientacoes|diretrizes)",
+        ),
+        r(
+            "instruction_override_ru",
+            0.95,
+            Scope::Multi,
+            r"(?:игнорир|проигнорир|забудь|забудьте|забыть|не обращай|отбрось|отмени)\w* (?:\w+ ){0,4}(?:инструкци|указани|правил|команд|директив)",
+        ),
+        r(
+            "instruction_override_zh",
+            0.95,
+            Scope::Multi,
+            r"(?:忽略|无视|忽视|無視|忘记|忘記|不要理会|不要理會|跳过|跳過|抛开|拋開)[^。\n]{0,12}(?:指令|指示|说明|說明|规则|規則|提示|命令|要求|设定|設定)",
+        ),
+        r(
+            "instruction_override_ja",
+            0.95,
+            Scope::Multi,
+            r"(?:指示|命令|ルール|指令|プロンプト|設定)[^。\n]{0,8}(?:無視|忘れ)",
+        ),
+        r(
+            "instruction_override_ko",
+            0.9,
+            Scope::Multi,
+            r"(?:지시|지침|명령|규칙)[^.\n]{0,10}(?:무시|잊)",
+        ),
+        r(
+            "system_prompt_extraction_ml",
+            0.8,
+            Scope::Multi,
+            r"(?:prompt|invite|instructions?|consignes|indicaciones|anweisungen|istruzioni|instruções) (?:du |del |de |des |di |do |da )?(?:système|systeme|sistema|initiale?s?|iniciales?|originales?)|systemprompt|systemanweisung|系统提示|系統提示|系统指令|系統指令|システムプロンプト|системн\w* (?:промпт|подсказк|инструкци)",
+        ),
+    ];
+    for (rule, pat) in &mut rules {
+        if pat.is_empty() {
+            *pat = rule.pattern.to_owned();
+        }
+    }
+    rules
+}
+
+/// Separator for normal views: any run of non-word characters.
+const SEP: &str = r"[^\p{L}\p{N}]+";
+
+/// Rewrites the rule dialect for a view: spaces to `sep`, `\b` to an ASCII boundary.
+fn dialect(p: &str, sep: &str, boundary: &str) -> String {
+    p.replace(' ', sep).replace(r"\b", boundary)
+}
+
+/// Compiled rule sets, one per view family. Index i of each set maps to `ids[i]`.
+pub struct CompiledRules {
+    pub latin: RegexSet,
+    pub leet: RegexSet,
+    pub squashed: RegexSet,
+    pub latin_ids: Vec<(&'static str, f32)>,
+    pub syntax: RegexSet,
+    pub syntax_ids: Vec<(&'static str, f32)>,
+    pub multi: RegexSet,
+    pub multi_ids: Vec<(&'static str, f32)>,
+}
+
+impl CompiledRules {
+    pub fn new() -> Result<Self, ScreenError> {
+        let table = table();
+        let pick = |scope: Scope| table.iter().filter(move |(r, _)| r.scope == scope);
+        let ids = |scope| {
+            pick(scope)
+                .map(|(r, _)| (r.id, r.weight))
+                .collect::<Vec<_>>()
+        };
+        let set = |pats: Vec<String>| {
+            regex::RegexSetBuilder::new(pats)
+                .size_limit(64 << 20)
+                .dfa_size_limit(16 << 20)
+                .build()
+                .map_err(|e| ScreenError::Rules(e.to_string()))
+        };
+        let b = r"(?-u:\b)";
+        let latin: Vec<String> = pick(Scope::Latin)
+            .map(|(_, p)| dialect(p, SEP, b))
+            .collect();
+        let leet: Vec<String> = pick(Scope::Latin)
+            .map(|(_, p)| leet_pattern(&dialect(p, SEP, b)))
+            .collect();
+        // Squashed text has no separators or boundaries at all; `.{0,80}` gaps still work.
+        let squashed: Vec<String> = pick(Scope::Latin)
+            .map(|(_, p)| leet_pattern(&dialect(p, "", "")))
+            .collect();
+        let syntax: Vec<String> = pick(Scope::Syntax)
+            .map(|(_, p)| p.replace(r"\b", b))
+            .collect();
+        let multi: Vec<String> = pick(Scope::Multi).map(|(_, p)| p.to_owned()).collect();
+        Ok(Self {
+            latin: set(latin)?,
+            leet: set(leet)?,
+            squashed: set(squashed)?,
+            latin_ids: ids(Scope::Latin),
+            syntax: set(syntax)?,
+            syntax_ids: ids(Scope::Syntax),
+            multi: set(multi)?,
+            multi_ids: ids(Scope::Multi),
+        })
+    }
+}
