@@ -58,6 +58,8 @@ pub struct StackOptions {
     pub ports: Ports,
     /// Let `cargo lambda watch` rebuild on source changes (dev) or not (tests).
     pub reload: bool,
+    /// Extra function environment on top of the template's (tests shorten key refresh periods).
+    pub extra_env: &'static [(&'static str, &'static str)],
 }
 
 pub struct Stack {
@@ -146,7 +148,12 @@ impl Stack {
             .cloned()
             .context("the authorizer has no GATEHOUSE_JWKS_SECRET_ID")?;
         crate::bootstrap::put_secret(&sdk, &jwks_secret, &devkeys::public_jwks(&key)).await?;
-        let env = functions_env(&template, &emulator.endpoint)?;
+        let mut env = functions_env(&template, &emulator.endpoint)?;
+        env.extend(
+            opts.extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let issuer = env
             .get("GATEHOUSE_ISSUER")
             .cloned()

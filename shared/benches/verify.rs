@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Full `auth::verify` (header parse + key selection + signature + strict claims) against a bare
-//! `jsonwebtoken::decode` of the same token with a DecodingKey prepared in advance.
+//! The full authorizer decision — `auth::verify` (header parse + key selection + signature +
+//! strict claims) then the Cedar route check — against a bare `jsonwebtoken::decode` of the same
+//! token with a DecodingKey prepared in advance.
 //! In-process, no I/O. After the criterion run, an interleaved A/B loop prints the ratio table.
 
 use std::hint::black_box;
@@ -14,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::Criterion;
 use gatehouse::auth::{KeyRing, TokenPolicy, verify};
+use gatehouse::policy::PolicyStore;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
@@ -56,7 +58,7 @@ fn sign_token(alg: &str, kid: &str, claims: &Value, signer: &dyn Fn(&[u8]) -> Ve
 }
 
 fn cases(now: u64) -> Vec<Case> {
-    let claims = json!({"iss": ISS, "aud": AUD, "sub": "user-1", "roles": ["reader", "writer"],
+    let claims = json!({"iss": ISS, "aud": AUD, "sub": "user-1", "roles": ["ai_operator"],
                         "tenant": "t1", "iat": now - 10, "exp": now + 600});
     let rng = SystemRandom::new();
     let mut out = Vec::new();
@@ -140,6 +142,13 @@ fn main() {
     let jwks = json!({"keys": cases.iter().map(|c| c.jwk.clone()).collect::<Vec<_>>()}).to_string();
     let (ring, _) = KeyRing::from_jwks(&jwks, None).unwrap();
     let policy = TokenPolicy::new(ISS, AUD);
+    let store = PolicyStore::embedded().unwrap();
+    let decide = |header: &str| {
+        let principal = verify(&ring, &policy, header, now).unwrap();
+        let d = store.authorize_route(&principal, "POST /v1/predict");
+        assert!(d.allowed);
+        d
+    };
 
     // Both paths must accept every token before anything is timed.
     for c in &cases {
@@ -157,7 +166,8 @@ fn main() {
         let header = format!("Bearer {}", c.token);
         let val = validation(c.alg);
         let mut g = crit.benchmark_group(c.name);
-        g.bench_function("full_verify", |b| {
+        g.bench_function("decision", |b| b.iter(|| decide(black_box(&header))));
+        g.bench_function("verify_only", |b| {
             b.iter(|| verify(&ring, &policy, black_box(&header), now).unwrap())
         });
         g.bench_function("bare_decode", |b| {
@@ -173,7 +183,7 @@ fn main() {
     // the shared machine hits both sides alike. Min is the least noise-sensitive estimate of the
     // intrinsic cost; the median is shown too.
     println!(
-        "\n| alg | full verify µs (min / median) | bare decode µs (min / median) | ratio (min) | ratio (median) |"
+        "\n| alg | decision µs (min / median) | bare decode µs (min / median) | ratio (min) | ratio (median) |"
     );
     println!("|---|---|---|---|---|");
     for c in &cases {
@@ -184,7 +194,7 @@ fn main() {
         let run_full = |out: &mut Vec<f64>| {
             let t = Instant::now();
             for _ in 0..iters {
-                black_box(verify(&ring, &policy, black_box(&header), now).unwrap());
+                black_box(decide(black_box(&header)));
             }
             out.push(t.elapsed().as_secs_f64() * 1e6 / iters as f64);
         };

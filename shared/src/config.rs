@@ -113,6 +113,8 @@ pub struct PredictConfig {
     pub max_tokens_cap: u32,
     pub model_timeout: Duration,
     pub screen: crate::screen::ScreenConfig,
+    /// Our model id → Bedrock model id (only for the `bedrock` backend).
+    pub bedrock_models: std::collections::HashMap<String, String>,
 }
 
 impl PredictConfig {
@@ -124,8 +126,25 @@ impl PredictConfig {
             max_tokens_cap: env.parsed("GATEHOUSE_MAX_TOKENS_CAP", 4096)?,
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
             screen: screen_config(env)?,
+            bedrock_models: bedrock_models(env)?,
         })
     }
+}
+
+fn bedrock_models<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<std::collections::HashMap<String, String>, ConfigError> {
+    let backend: ModelBackendKind =
+        env.parsed("GATEHOUSE_MODEL_BACKEND", ModelBackendKind::Echo)?;
+    let spec = env.parsed("GATEHOUSE_BEDROCK_MODELS", String::new())?;
+    let map = crate::bedrock::parse_model_map(&spec).map_err(|reason| ConfigError::Invalid {
+        name: "GATEHOUSE_BEDROCK_MODELS",
+        reason,
+    })?;
+    if backend == ModelBackendKind::Bedrock && map.is_empty() {
+        return Err(ConfigError::Missing("GATEHOUSE_BEDROCK_MODELS"));
+    }
+    Ok(map)
 }
 
 /// Screen thresholds: scores at or above `GATEHOUSE_SCREEN_BLOCK` are refused, at or above

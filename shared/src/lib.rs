@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod authorizer;
 pub mod aws;
+pub mod bedrock;
 pub mod clock;
 pub mod config;
 pub mod error;

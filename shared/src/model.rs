@@ -56,12 +56,16 @@ impl ModelBackend for EchoModel {
     }
 }
 
-/// The backend the configuration names.
-pub fn backend(kind: crate::config::ModelBackendKind) -> Result<Box<dyn ModelBackend>, ModelError> {
-    match kind {
-        crate::config::ModelBackendKind::Echo => Ok(Box::new(EchoModel)),
-        crate::config::ModelBackendKind::Bedrock => Err(ModelError::Backend(
-            "the Bedrock backend is not available in this build".into(),
+/// The backend the configuration names, built once at cold start.
+pub fn backend(
+    config: &crate::config::PredictConfig,
+    sdk: &crate::aws::SdkConfig,
+) -> Box<dyn ModelBackend> {
+    match config.model_backend {
+        crate::config::ModelBackendKind::Echo => Box::new(EchoModel),
+        crate::config::ModelBackendKind::Bedrock => Box::new(crate::bedrock::BedrockModel::new(
+            aws_sdk_bedrockruntime::Client::new(sdk),
+            config.bedrock_models.clone(),
         )),
     }
 }

@@ -2,6 +2,7 @@
 //! validated once at cold start (and by a test), and evaluated in-process. Deny by default.
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -94,7 +95,21 @@ pub struct PolicyStore {
     role_type: EntityTypeName,
     action_invoke: EntityUid,
     action_predict: EntityUid,
+    route_memo: Mutex<HashMap<RouteMemoKey, PolicyDecision>>,
 }
+
+/// Everything a route decision depends on: the policies and entities are fixed for the life of
+/// the process (embedded at build time), so the same inputs always give the same decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RouteMemoKey {
+    sub: String,
+    roles: Vec<String>,
+    tenant: Option<String>,
+    route: String,
+}
+
+/// Bound on memoized route decisions; the memo is cleared when full (bounded memory).
+const ROUTE_MEMO_MAX: usize = 4096;
 
 fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
     EntityTypeName::from_str(s).map_err(|e| PolicyError::Schema(e.to_string()))
@@ -163,6 +178,7 @@ impl PolicyStore {
             role_type: type_name(ROLE)?,
             action_invoke: uid(&action, "invoke"),
             action_predict: uid(&action, "predict"),
+            route_memo: Mutex::new(HashMap::new()),
         })
     }
 
@@ -264,7 +280,38 @@ impl PolicyStore {
     }
 
     /// Route-level check (the authorizer's): may this principal call `route_key` at all?
+    /// Decisions are memoized per (sub, roles, tenant, route): a warm authorizer answers repeat
+    /// callers without re-running Cedar. Evaluation errors are never memoized.
     pub fn authorize_route(&self, p: &Principal, route_key: &str) -> PolicyDecision {
+        let mut roles = p.roles.clone();
+        roles.sort_unstable();
+        roles.dedup();
+        let key = RouteMemoKey {
+            sub: p.sub.clone(),
+            roles,
+            tenant: p.tenant.clone(),
+            route: route_key.to_owned(),
+        };
+        if let Some(d) = self
+            .route_memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return d.clone();
+        }
+        let d = self.evaluate_route(p, route_key);
+        if d.error.is_none() {
+            let mut memo = self.route_memo.lock().unwrap_or_else(|e| e.into_inner());
+            if memo.len() >= ROUTE_MEMO_MAX {
+                memo.clear();
+            }
+            memo.insert(key, d.clone());
+        }
+        d
+    }
+
+    fn evaluate_route(&self, p: &Principal, route_key: &str) -> PolicyDecision {
         let route = match type_name(ROUTE) {
             Ok(t) => uid(&t, route_key),
             Err(e) => return PolicyDecision::deny(e.to_string()),
@@ -358,6 +405,34 @@ mod tests {
             !store
                 .authorize_route(&principal(&["ai_operator"], None), "DELETE /v1/predict")
                 .allowed
+        );
+    }
+
+    #[test]
+    fn memoized_route_decisions_match_fresh_evaluation() {
+        let store = PolicyStore::embedded().unwrap();
+        for roles in [
+            &["ai_operator"][..],
+            &["auditor"],
+            &["analyst", "ai_operator"],
+            &["ai_operator", "analyst"],
+            &[],
+        ] {
+            for route in ["POST /v1/predict", "GET /v1/nothing"] {
+                let p = principal(roles, Some("acme"));
+                let fresh = store.evaluate_route(&p, route);
+                assert_eq!(store.authorize_route(&p, route), fresh, "{roles:?} {route}");
+                assert_eq!(
+                    store.authorize_route(&p, route),
+                    fresh,
+                    "memo hit for {roles:?} {route}"
+                );
+            }
+        }
+        let memo = store.route_memo.lock().unwrap();
+        assert!(
+            memo.len() <= 4,
+            "errors (unknown routes) are not memoized; role order is normalized"
         );
     }
 

@@ -170,6 +170,7 @@ mod tests {
                 max_tokens_cap: 4096,
                 model_timeout: Duration::from_secs(1),
                 screen: crate::screen::ScreenConfig::default(),
+                bedrock_models: Default::default(),
             },
         }
     }

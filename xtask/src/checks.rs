@@ -85,6 +85,11 @@ pub async fn run() -> Result<()> {
     let mut stack = Stack::start(StackOptions {
         ports: Ports::TEST.offset_from_env(),
         reload: false,
+        // Short key refresh periods so the rotation test sees rotations within seconds.
+        extra_env: &[
+            ("GATEHOUSE_KEYS_REFRESH_SECS", "2"),
+            ("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", "1"),
+        ],
     })
     .await?;
     let (emulator, gateway) = (stack.emulator.endpoint.clone(), stack.gateway.url());

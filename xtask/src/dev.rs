@@ -32,6 +32,7 @@ pub async fn run() -> Result<()> {
     let mut stack = Stack::start(StackOptions {
         ports: Ports::DEV.offset_from_env(),
         reload: true,
+        extra_env: &[],
     })
     .await?;
     let token = stack.token("alice", &["ai_operator"], None, 3600)?;

@@ -12,10 +12,11 @@ use lambda_http::{Error, Request, run, service_fn};
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
     let config = PredictConfig::from_env(&Env::process())?;
+    let sdk = gatehouse::aws::sdk_config().await;
     let predictor = Predictor {
         policy: PolicyStore::embedded()?,
         screener: Screener::new(config.screen)?,
-        model: gatehouse::model::backend(config.model_backend)?,
+        model: gatehouse::model::backend(&config, &sdk),
         config,
     };
     let predictor = &predictor;

@@ -1,0 +1,115 @@
+//! Amazon Bedrock adapter (the Converse API) behind `ModelBackend`.
+//!
+//! Our model ids (the policy's vocabulary, e.g. `claude-haiku`) map to Bedrock model ids or
+//! inference-profile ARNs through `GATEHOUSE_BEDROCK_MODELS`
+//! (`claude-haiku=anthropic.claude-3-haiku-20240307-v1:0,claude-sonnet=…`), read at cold start.
+use std::collections::HashMap;
+
+use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::error::SdkError;
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message,
+};
+
+use crate::api::Usage;
+use crate::model::{ModelBackend, ModelError, ModelOutput, ModelRequest};
+
+pub struct BedrockModel {
+    client: Client,
+    models: HashMap<String, String>,
+}
+
+/// Parses `name=bedrock-id,name2=bedrock-id2`.
+pub fn parse_model_map(spec: &str) -> Result<HashMap<String, String>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok((k.trim().to_owned(), v.trim().to_owned()))
+            }
+            _ => Err(format!("expected name=bedrock-model-id, got {pair:?}")),
+        })
+        .collect()
+}
+
+impl BedrockModel {
+    pub fn new(client: Client, models: HashMap<String, String>) -> Self {
+        Self { client, models }
+    }
+}
+
+fn tokens(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl ModelBackend for BedrockModel {
+    async fn complete(&self, req: &ModelRequest<'_>) -> Result<ModelOutput, ModelError> {
+        let model_id = self.models.get(req.model).ok_or_else(|| {
+            ModelError::Backend(format!("no Bedrock model configured for {:?}", req.model))
+        })?;
+        let message = Message::builder()
+            .role(ConversationRole::User)
+            .content(ContentBlock::Text(req.prompt.to_owned()))
+            .build()
+            .map_err(|e| ModelError::Backend(e.to_string()))?;
+        let config = InferenceConfiguration::builder()
+            .max_tokens(i32::try_from(req.max_tokens).unwrap_or(i32::MAX))
+            .temperature(req.temperature as f32)
+            .build();
+        let out = self
+            .client
+            .converse()
+            .model_id(model_id)
+            .messages(message)
+            .inference_config(config)
+            .send()
+            .await
+            .map_err(|e| match e {
+                SdkError::TimeoutError(_) => ModelError::Timeout,
+                other => ModelError::Backend(
+                    aws_sdk_bedrockruntime::error::DisplayErrorContext(&other).to_string(),
+                ),
+            })?;
+        let text = match out.output() {
+            Some(ConverseOutput::Message(m)) => m
+                .content()
+                .iter()
+                .filter_map(|b| b.as_text().ok())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => return Err(ModelError::Backend("Converse returned no message".into())),
+        };
+        let usage = out.usage().map_or(
+            Usage {
+                input_tokens: 0,
+                output_tokens: 0,
+            },
+            |u| Usage {
+                input_tokens: tokens(u.input_tokens()),
+                output_tokens: tokens(u.output_tokens()),
+            },
+        );
+        Ok(ModelOutput { text, usage })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_map_parsing() {
+        let m = parse_model_map(
+            "claude-haiku=anthropic.claude-3-haiku-20240307-v1:0, x=arn:aws:bedrock:us-east-1::y",
+        )
+        .unwrap();
+        assert_eq!(m["claude-haiku"], "anthropic.claude-3-haiku-20240307-v1:0");
+        assert_eq!(m["x"], "arn:aws:bedrock:us-east-1::y");
+        assert!(parse_model_map("nonsense").is_err());
+        assert!(parse_model_map("a=").is_err());
+        assert!(parse_model_map("").unwrap().is_empty());
+    }
+}

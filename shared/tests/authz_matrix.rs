@@ -1,0 +1,100 @@
+//! The authorization matrix: every (role, tenant) × route × model cell from ONE table, negative
+//! cells included (another tenant's model, a disabled model, a role with no grants, an unknown
+//! role, no role at all, an unknown route or model). Expected values are written out, not derived
+//! from the policies, so a policy change that moves any cell fails here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gatehouse::auth::Principal;
+use gatehouse::policy::PolicyStore;
+
+const ROUTES: [&str; 3] = ["POST /v1/predict", "GET /v1/predict", "DELETE /v1/audit"];
+const MODELS: [&str; 6] = [
+    "echo",
+    "claude-haiku",
+    "claude-sonnet",
+    "acme-finetune",
+    "legacy-model",
+    "no-such-model",
+];
+
+struct Row {
+    roles: &'static [&'static str],
+    tenant: Option<&'static str>,
+    /// One cell per entry of ROUTES.
+    routes: [bool; 3],
+    /// One cell per entry of MODELS.
+    models: [bool; 6],
+}
+
+const Y: bool = true;
+const N: bool = false;
+
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    //                                               routes: predict  GET   audit      models: echo haiku sonnet acme-ft legacy none
+    Row { roles: &["ai_operator"],            tenant: None,           routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["ai_operator"],            tenant: Some("acme"),   routes: [Y, N, N], models: [Y, Y, Y, Y, N, N] },
+    Row { roles: &["ai_operator"],            tenant: Some("globex"), routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["analyst"],                tenant: None,           routes: [Y, N, N], models: [Y, Y, N, N, N, N] },
+    Row { roles: &["analyst"],                tenant: Some("acme"),   routes: [Y, N, N], models: [Y, Y, N, Y, N, N] },
+    Row { roles: &["analyst", "ai_operator"], tenant: None,           routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["auditor"],                tenant: Some("acme"),   routes: [N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["root"],                   tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["root", "auditor"],        tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &[],                         tenant: Some("acme"),   routes: [N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["AI_OPERATOR"],            tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
+];
+
+#[test]
+fn every_cell_of_the_matrix() {
+    let store = PolicyStore::embedded().unwrap();
+    let mut checked = 0;
+    for row in MATRIX {
+        let p = Principal {
+            sub: "matrix-user".into(),
+            roles: row.roles.iter().map(|r| r.to_string()).collect(),
+            tenant: row.tenant.map(str::to_owned),
+            token_id: "t".into(),
+        };
+        for (route, want) in ROUTES.iter().zip(row.routes) {
+            let d = store.authorize_route(&p, route);
+            assert_eq!(
+                d.allowed, want,
+                "roles {:?} tenant {:?} route {route}: {d:?}",
+                row.roles, row.tenant
+            );
+            if d.allowed {
+                assert!(!d.policy_ids.is_empty(), "an allow always names its policy");
+            }
+            checked += 1;
+        }
+        for (model, want) in MODELS.iter().zip(row.models) {
+            let d = store.authorize_model(&p, model, 256);
+            assert_eq!(
+                d.allowed, want,
+                "roles {:?} tenant {:?} model {model}: {d:?}",
+                row.roles, row.tenant
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, MATRIX.len() * (ROUTES.len() + MODELS.len()));
+}
+
+#[test]
+fn an_allow_names_the_policy_that_granted_it_and_a_forbid_names_itself() {
+    let store = PolicyStore::embedded().unwrap();
+    let p = |roles: &[&str], tenant: Option<&str>| Principal {
+        sub: "u".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        tenant: tenant.map(str::to_owned),
+        token_id: "t".into(),
+    };
+    let d = store.authorize_model(&p(&["ai_operator"], None), "claude-sonnet", 256);
+    assert_eq!(d.policy_ids, vec!["model-premium-operator".to_string()]);
+    let d = store.authorize_model(&p(&["ai_operator"], Some("globex")), "acme-finetune", 256);
+    assert!(!d.allowed);
+    assert_eq!(d.policy_ids, vec!["forbid-cross-tenant".to_string()]);
+    let d = store.authorize_model(&p(&["ai_operator"], None), "legacy-model", 256);
+    assert_eq!(d.policy_ids, vec!["forbid-disabled-model".to_string()]);
+}
