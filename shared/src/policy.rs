@@ -260,13 +260,16 @@ impl PolicyStore {
             .errors()
             .map(|e| e.to_string())
             .collect();
+        // Cedar reports determining policies as a set; sort them so logs and audit are stable.
+        let mut policy_ids: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| self.policy_label(id))
+            .collect();
+        policy_ids.sort_unstable();
         PolicyDecision {
             allowed: response.decision() == Decision::Allow,
-            policy_ids: response
-                .diagnostics()
-                .reason()
-                .map(|id| self.policy_label(id))
-                .collect(),
+            policy_ids,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
         }
     }
