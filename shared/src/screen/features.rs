@@ -1,6 +1,6 @@
 //! Hashed features shared by training and screening, so both see exactly the same vector.
 
-use super::model::{ModelWeights, sigmoid};
+use super::model::{ModelWeights, Quantized, sigmoid};
 use super::normalize;
 use crate::sanitize::Sanitized;
 
@@ -113,6 +113,18 @@ pub fn score(model: &ModelWeights, view: &str, signals: Signals) -> f32 {
     sigmoid(model.bias + dot / (n.max(1) as f32).sqrt())
 }
 
+/// `score` over the i16 weights the screener keeps (same value up to float rounding).
+pub fn score_quantized(model: &Quantized, view: &str, signals: Signals) -> f32 {
+    let mask = (1u64 << model.log2_buckets) - 1;
+    let mut dot = 0i64;
+    let n = for_each_feature(view, signals, |h| {
+        let (i, s) = index_sign(h, mask);
+        let w = i64::from(model.q.get(i).copied().unwrap_or(0));
+        dot += if s > 0.0 { w } else { -w };
+    });
+    sigmoid(model.bias + dot as f32 * model.scale / (n.max(1) as f32).sqrt())
+}
+
 /// Counts words mixing ASCII letters with look-alike letters from other scripts ("pаypal"
 /// with a Cyrillic "а"): ordinary text in any one language does not do that.
 pub fn mixed_script_words(text: &str) -> u32 {
@@ -125,7 +137,11 @@ pub fn mixed_script_words(text: &str) -> u32 {
         if c.is_alphabetic() {
             if c.is_ascii() {
                 ascii = true;
-            } else if (c as u32) > 0x024f && normalize::folds_to_ascii(c) {
+            // U+1E00..1EFF is Latin (Vietnamese letters), not a look-alike script.
+            } else if (c as u32) > 0x024f
+                && !(0x1e00..=0x1eff).contains(&(c as u32))
+                && normalize::folds_to_ascii(c)
+            {
                 foreign = true;
             }
         } else {

@@ -11,7 +11,7 @@ pub mod train;
 use serde::Serialize;
 
 use crate::sanitize::{Sanitized, sanitize};
-use model::ModelWeights;
+use model::{ModelWeights, Quantized};
 use rules::CompiledRules;
 
 /// The committed model, produced by `screen-tool train` from the train split only.
@@ -58,13 +58,14 @@ pub struct ScreenConfig {
 }
 
 impl Default for ScreenConfig {
-    /// Thresholds chosen on the validation split (see HANDOFF.md): block at the FPR <= 1%
-    /// point; flag between the 1% and 2% points (the corpus's benign prompts are narrow, so a
-    /// lower flag line would flag too much ordinary traffic).
+    /// Chosen on the validation split (see HANDOFF.md, "Generalization pass"). Flag = the
+    /// FPR <= 1% point. Block sits higher (validation FPR 0.7%): between the two, a score
+    /// usually comes from the learned model alone, which is least reliable on prompts unlike
+    /// the corpus, so such prompts are flagged for review, not rejected.
     fn default() -> Self {
         Self {
-            flag_threshold: 0.70,
-            block_threshold: 0.79,
+            flag_threshold: 0.72,
+            block_threshold: 0.85,
             max_input_bytes: 32 * 1024,
         }
     }
@@ -73,7 +74,7 @@ impl Default for ScreenConfig {
 pub struct Screener {
     config: ScreenConfig,
     rules: CompiledRules,
-    model: ModelWeights,
+    model: Quantized,
 }
 
 /// Evidence collected while screening one prompt.
@@ -127,7 +128,7 @@ impl Screener {
         Ok(Self {
             config,
             rules: CompiledRules::new()?,
-            model,
+            model: Quantized::new(&model),
         })
     }
 
@@ -252,6 +253,18 @@ impl Screener {
                 ev.hit(id, w);
             }
         }
+        if normalize::maybe_reversed(&skel) {
+            let rev = normalize::leet_view(&normalize::reversed(&skel));
+            let hits: Vec<usize> = r.leet.matches(&rev).iter().collect();
+            if !hits.is_empty() {
+                ev.hit("reversed_text", 0.3);
+            }
+            for i in hits {
+                if let Some(&(id, w)) = r.latin_ids.get(i) {
+                    ev.hit(id, w);
+                }
+            }
+        }
         let joined = normalize::joined_letters(&leet);
         if !joined.is_empty() {
             let hits: Vec<usize> = r.squashed.matches(&joined).iter().collect();
@@ -271,7 +284,7 @@ impl Screener {
         if signals.leet_words >= 2 {
             ev.hit("leetspeak", 0.25);
         }
-        let mut p = features::score(&self.model, &view, signals);
+        let mut p = features::score_quantized(&self.model, &view, signals);
         if depth < MAX_DECODE_DEPTH {
             for (enc, payload) in decode::payloads(text) {
                 if payload.len() > ev.budget {

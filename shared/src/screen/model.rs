@@ -35,6 +35,44 @@ impl ModelWeights {
     }
 }
 
+/// The weights as the i16 values of the committed format, for scoring: half the memory of
+/// f32, so the random bucket lookups of a prompt's n-grams stay in cache (the lookups are
+/// the largest single cost of a screen).
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    pub log2_buckets: u8,
+    pub bias: f32,
+    pub scale: f32,
+    pub q: Vec<i16>,
+}
+
+impl Quantized {
+    /// Same quantization as `encode`, so weights decoded from `model.bin` map back exactly.
+    pub fn new(w: &ModelWeights) -> Self {
+        let scale = scale_of(w);
+        Self {
+            log2_buckets: w.log2_buckets,
+            bias: w.bias,
+            scale,
+            q: w.weights.iter().map(|&x| quantize(x, scale)).collect(),
+        }
+    }
+}
+
+fn scale_of(w: &ModelWeights) -> f32 {
+    let max = w.weights.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max > 0.0 {
+        max / f32::from(i16::MAX)
+    } else {
+        1.0
+    }
+}
+
+fn quantize(x: f32, scale: f32) -> i16 {
+    // Clamped and rounded, so the cast cannot overflow.
+    (x / scale).round().clamp(-32767.0, 32767.0) as i16
+}
+
 pub fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
@@ -42,12 +80,7 @@ pub fn sigmoid(z: f32) -> f32 {
 /// Compact format: magic, version, log2 buckets, bias (f32), scale (f32), then one i16 per
 /// bucket (little endian). i16 quantization loses nothing measurable and halves the size.
 pub fn encode(w: &ModelWeights) -> Vec<u8> {
-    let max = w.weights.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 {
-        max / f32::from(i16::MAX)
-    } else {
-        1.0
-    };
+    let scale = scale_of(w);
     let mut out = Vec::with_capacity(14 + w.weights.len() * 2);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -55,9 +88,7 @@ pub fn encode(w: &ModelWeights) -> Vec<u8> {
     out.extend_from_slice(&w.bias.to_le_bytes());
     out.extend_from_slice(&scale.to_le_bytes());
     for x in &w.weights {
-        // Clamped and rounded, so the cast cannot overflow.
-        let q = (x / scale).round().clamp(-32767.0, 32767.0) as i16;
-        out.extend_from_slice(&q.to_le_bytes());
+        out.extend_from_slice(&quantize(*x, scale).to_le_bytes());
     }
     out
 }
@@ -114,6 +145,22 @@ mod tests {
         assert_eq!(back.bias, -0.5);
         assert!((back.weights[3] - 1.25).abs() < 1e-3);
         assert!((back.weights[200] + 2.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn quantized_matches_decoded_weights() {
+        let mut w = ModelWeights::zeros(8);
+        w.weights[1] = 0.75;
+        w.weights[9] = -3.0;
+        let back = decode(&encode(&w)).expect("roundtrip");
+        let q = Quantized::new(&back);
+        for (i, &x) in back.weights.iter().enumerate() {
+            assert!(
+                (f32::from(q.q[i]) * q.scale - x).abs() <= 1e-6,
+                "bucket {i}"
+            );
+        }
+        assert_eq!(q.q[9], -32767);
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub fn table() -> Vec<(Rule, String)> {
             "system_prompt_extraction",
             0.9,
             Scope::Latin,
-            r"\b(?:reveal|show|print|display|output|repeat|tell|give|share|leak|dump|disclose|spill|recite|write out|paste|expose|list|return|what (?:is|are|was|were)) (?:me |us |back )?(?:all |the |your |its |of |exact |full |entire |complete |original |hidden |secret |initial |verbatim |first |whole |current |underlying )*(?:system|initial|hidden|secret|original|pre|internal|developer|confidential|base|starting|seed|meta) ?(?:prompts?|instructions|messages?|directives|guidelines|configuration|config)\b",
+            r"\b(?:reveal|show|print|display|output|repeat|tell|give|share|leak|dump|disclose|spill|recite|write out|paste|expose|list|return|echo|quote|what (?:is|are|was|were)) (?:me |us |back )?(?:all |the |your |its |of |exact |full |entire |complete |original |hidden |secret |initial |verbatim |first |whole |current |underlying )*(?:system|initial|hidden|secret|original|pre|internal|developer|confidential|base|starting|seed|meta) ?(?:prompts?|instructions|messages?|directives|guidelines|configuration|config)\b",
         ),
         r(
             "system_prompt_extraction",
@@ -202,6 +202,87 @@ pub fn table() -> Vec<(Rule, String)> {
             0.6,
             Scope::Latin,
             r"\b(?:reveal|leak|dump|disclose|expose|print|output|tell me|give me|show me) (?:all |the |your |any |stored |every )*(?:secrets?|passwords?|api keys?|private keys?|credentials|access tokens?|secret keys?|training data|user data|environment variables|env vars)\b",
+        ),
+        // Generic rewordings of the same attacks (added in the generalization pass): the
+        // instructions are named by who gave them instead of by "previous".
+        r(
+            "instruction_override",
+            0.9,
+            Scope::Latin,
+            r"\b(?:ignore|disregard|forget|override|bypass) (?:what|everything|anything|whatever|all) (?:that )?(?:your (?:developers?|creators?|operators?|programmers?|makers?|owners?|admins?)|you (?:were|have been|ve been|got)|they|openai|anthropic)\b.{0,20}\b(?:told|said|instructed|programmed|wrote|gave|given|taught)\b",
+        ),
+        r(
+            "instruction_override",
+            0.85,
+            Scope::Latin,
+            r"\b(?:ignore|disregard|forget|override|bypass|pay no attention to|do not follow|don't follow) (?:all |the |any |of )*(?:instructions|rules|guidelines|directives|orders) (?:that )?(?:you (?:were given|received|got|have been given|were told)|given to you)\b",
+        ),
+        r(
+            "instruction_override",
+            0.85,
+            Scope::Latin,
+            r"\b(?:ignore|disregard|forget|override|bypass) (?:the |your |its |their )(?:system|developer|operator) (?:message|prompt|instructions)\b",
+        ),
+        r(
+            "instruction_override",
+            0.8,
+            Scope::Latin,
+            r"\b(?:ignore|disregard|forget|override|bypass|drop) (?:all )?(?:of )?(?:its|their) (?:\w+ )?(?:instructions|rules|guidelines|programming|restrictions|system prompt|safety rules)\b",
+        ),
+        // Text inside a document that addresses whatever model reads it (indirect injection).
+        r(
+            "injection_marker",
+            0.7,
+            Scope::Latin,
+            r"\b(?:any|all|every|each|the|dear|if you are an?) (?:ai|llm|language model|assistant|bot|model|chatbot|agent|ai assistant|ai model)s? (?:that is |who is )?(?:reading|processing|parsing|summari[sz]ing|seeing|that reads|who reads|reads) (?:this|these)\b",
+        ),
+        r(
+            "injection_marker",
+            0.6,
+            Scope::Latin,
+            r"\b(?:note|message|instructions?|attention|p ?s) (?:to|for) (?:the |any |all )?(?:ai|llm|assistant|language model|bot|chatbot|agent|ai assistant)s?\b(?: (?:screening|review|processing) tool)? ?:",
+        ),
+        r(
+            "injection_marker",
+            0.7,
+            Scope::Latin,
+            r"\bwhen (?:the|an|any) (?:bot|ai|llm|assistant|model|chatbot) (?:reads|sees|processes|summari[sz]es) this\b",
+        ),
+        r(
+            "injection_marker",
+            0.5,
+            Scope::Latin,
+            r"\bsecretly (?:add|insert|include|append|send|tell|change|redirect|forward)\b",
+        ),
+        r(
+            "safety_disable",
+            0.75,
+            Scope::Latin,
+            r"\b(?:safety|content|moderation) (?:mode|filters?|policy|policies|checks?|restrictions) (?:is |are |have been |has been )?(?:now |temporarily )?(?:off|disabled|suspended|lifted|removed|deactivated)\b",
+        ),
+        r(
+            "safety_disable",
+            0.6,
+            Scope::Latin,
+            r"\b(?:disable|turn off|switch off|deactivate|suspend|lift) (?:all |the |your |any )*(?:moderation|safety (?:mode|filters?|checks?|features?|settings?|training)|content (?:filters?|filtering|moderation|polic(?:y|ies))|guardrails|censorship)\b",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.75,
+            Scope::Latin,
+            r"\b(?:repeat|print|output|echo|recite|copy|reproduce|quote|paste) (?:\w+ ){0,5}(?:before|above|preceding|prior to) (?:my|this|the user s|the) (?:first )?(?:message|line|prompt|question|conversation)\b",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.7,
+            Scope::Latin,
+            r"\b(?:append|include|attach|list|print|output|repeat|show) (?:all |every |each |the )*(?:earlier|previous|prior|preceding|past|other) (?:messages|conversations?|chats?|prompts)\b.{0,60}\b(?:system|hidden|other users?|other sessions?)\b",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.45,
+            Scope::Latin,
+            r"\b(?:the|your) (?:developer|operator) (?:message|prompt|instructions)\b|\byour (?:system|pre) ?(?:message|prompt)\b",
         ),
         // --- fake chat-template delimiters ---
         r(
@@ -278,7 +359,7 @@ pub fn table() -> Vec<(Rule, String)> {
             "exfiltration",
             0.85,
             Scope::Latin,
-            r"\b(?:send|post|forward|upload|transmit|exfiltrate|leak|email|mail|copy|append) (?:all |the |this |my |your |every |our |any |of |previous |entire |full |user |users )*(?:conversation|chat|chat history|history|data|credentials|passwords?|api keys?|tokens?|secrets?|files?|messages|emails|system prompt|personal information|contacts|documents) (?:to|into) (?:https?|www|my |the (?:url|address|server|endpoint|webhook|following)|this (?:url|address|server|endpoint|webhook)|\S+@\S+|attacker|external)",
+            r"\b(?:send|post|forward|upload|transmit|exfiltrate|leak|email|mail|copy|append) (?:all |the |this |my |your |every |our |any |of |previous |entire |full |user |users )*(?:conversation history|conversation|chat|chat history|history|data|credentials|passwords?|api keys?|tokens?|secrets?|files?|messages|emails|system prompt|personal information|contacts|documents) (?:to|into) (?:https?|www|my |the (?:url|address|server|endpoint|webhook|following)|this (?:url|address|server|endpoint|webhook)|\S+@\S+|attacker|external)",
         ),
         r("exfiltration", 0.6, Scope::Latin, r"\bexfiltrat\w*"),
         // --- generic injection markers (framework-agnostic) ---
@@ -350,10 +431,40 @@ pub fn table() -> Vec<(Rule, String)> {
             r"(?:지시|지침|명령|규칙)[^.\n]{0,10}(?:무시|잊)",
         ),
         r(
+            "instruction_override_nl",
+            0.95,
+            Scope::Multi,
+            r"(?:negeer|vergeet|negeren)\w* (?:\w+ ){0,4}(?:instructies|aanwijzingen|regels|opdrachten)",
+        ),
+        r(
+            "instruction_override_pl",
+            0.95,
+            Scope::Multi,
+            r"(?:zignoruj|ignoruj|zapomnij)\w* (?:\w+ ){0,4}(?:instrukcj|polece|zasad|reguł)",
+        ),
+        r(
+            "instruction_override_tr",
+            0.95,
+            Scope::Multi,
+            r"(?:talimat|kural|yönerge|komut)\w* (?:\w+ ){0,3}(?:yok say|görmezden gel|unut)",
+        ),
+        r(
+            "instruction_override_vi",
+            0.95,
+            Scope::Multi,
+            r"(?:bỏ qua|phớt lờ|quên đi|quên)(?: \S+){0,5} (?:hướng dẫn|chỉ dẫn|chỉ thị|quy tắc|lệnh)",
+        ),
+        r(
+            "instruction_override_ar",
+            0.95,
+            Scope::Multi,
+            r"(?:تجاهل|انس|تخط|اهمل|أهمل)\S* (?:\S+ ){0,3}(?:التعليمات|الأوامر|القواعد|التوجيهات)",
+        ),
+        r(
             "system_prompt_extraction_ml",
             0.8,
             Scope::Multi,
-            r"(?:prompt|invite|instructions?|consignes|indicaciones|anweisungen|istruzioni|instruções) (?:du |del |de |des |di |do |da )?(?:système|systeme|sistema|initiale?s?|iniciales?|originales?)|systemprompt|systemanweisung|系统提示|系統提示|系统指令|系統指令|システムプロンプト|системн\w* (?:промпт|подсказк|инструкци)",
+            r"(?:prompt|invite|instructions?|consignes|indicaciones|anweisungen|istruzioni|instruções) (?:du |del |de |des |di |do |da )?(?:système|systeme|sistema|initiale?s?|iniciales?|originales?)|systemprompt|systemanweisung|系统提示|系統提示|系统指令|系統指令|システムプロンプト|системн\w* (?:промпт|подсказк|инструкци)|systeemprompt|prompt systemowy|sistem istem|موجه النظام|lời nhắc hệ thống",
         ),
     ];
     for (rule, pat) in &mut rules {

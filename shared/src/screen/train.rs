@@ -22,6 +22,10 @@ pub struct TrainParams {
     /// Buckets seen in fewer training prompts than this keep weight 0: rare n-grams are
     /// where a linear model memorizes its corpus instead of learning attack phrasing.
     pub min_df: u32,
+    /// Weight of the committed hand-written ordinary prompts (`traindata/`) added as benign
+    /// rows (0 = not used): the corpus's benign rows are narrow templates, so without them
+    /// "unfamiliar" reads as "attack". They are disjoint from the held-out `testdata/` sets.
+    pub extra_benign_weight: f32,
 }
 
 impl Default for TrainParams {
@@ -29,11 +33,12 @@ impl Default for TrainParams {
         Self {
             epochs: 8,
             learning_rate: 0.1,
-            l2: 1e-3,
+            l2: 3e-4,
             seed: 0x6761_7465_686f_7573,
             log2_buckets: LOG2_BUCKETS,
-            benign_weight: 2.0,
+            benign_weight: 3.0,
             min_df: 1,
+            extra_benign_weight: 1.5,
         }
     }
 }
@@ -49,18 +54,44 @@ impl Rng {
     }
 }
 
+/// Hand-written ordinary prompts used as extra benign training rows.
+const EXTRA_BENIGN: &str = include_str!("traindata/benign_extra.jsonl");
+
+/// The extra benign rows; lines that fail to parse are skipped (a unit test checks there
+/// are none, so a bad edit cannot silently shrink the set).
+pub fn extra_benign_rows() -> Vec<LabelledRow> {
+    EXTRA_BENIGN
+        .lines()
+        .filter_map(|l| serde_json::from_str::<LabelledRow>(l).ok())
+        .filter(|r| r.label == 0)
+        .collect()
+}
+
+/// (sparse features, label, row weight).
+type Example = (Vec<(u32, f32)>, f32, f32);
+
 pub fn train(rows: &[LabelledRow], params: &TrainParams) -> ModelWeights {
-    let mut data: Vec<(Vec<(u32, f32)>, f32)> = rows
+    let extra = if params.extra_benign_weight > 0.0 {
+        extra_benign_rows()
+    } else {
+        Vec::new()
+    };
+    let featurize = |r: &LabelledRow| {
+        let (view, signals) = features::model_input(&sanitize(&r.text));
+        features::extract(&view, signals, params.log2_buckets)
+    };
+    let mut data: Vec<Example> = rows
         .iter()
-        .map(|r| {
-            let (view, signals) = features::model_input(&sanitize(&r.text));
-            let x = features::extract(&view, signals, params.log2_buckets);
-            (x, if r.label != 0 { 1.0 } else { 0.0 })
-        })
+        .map(|r| (featurize(r), if r.label != 0 { 1.0 } else { 0.0 }, 1.0))
+        .chain(
+            extra
+                .iter()
+                .map(|r| (featurize(r), 0.0, params.extra_benign_weight)),
+        )
         .collect();
     if params.min_df > 1 {
         let mut df = vec![0u32; 1usize << params.log2_buckets];
-        for (x, _) in &data {
+        for (x, _, _) in &data {
             let mut seen: Vec<u32> = x.iter().map(|f| f.0).collect();
             seen.sort_unstable();
             seen.dedup();
@@ -68,13 +99,19 @@ pub fn train(rows: &[LabelledRow], params: &TrainParams) -> ModelWeights {
                 df[i as usize] += 1;
             }
         }
-        for (x, _) in &mut data {
+        for (x, _, _) in &mut data {
             x.retain(|f| df[f.0 as usize] >= params.min_df);
         }
     }
     // Balanced class weights so the split's attack/benign ratio does not set the bias.
-    let pos = data.iter().filter(|d| d.1 > 0.5).count().max(1) as f32;
-    let neg = data.iter().filter(|d| d.1 < 0.5).count().max(1) as f32;
+    let mass = |pos: bool| {
+        data.iter()
+            .filter(|d| (d.1 > 0.5) == pos)
+            .map(|d| d.2)
+            .sum::<f32>()
+            .max(1.0)
+    };
+    let (pos, neg) = (mass(true), mass(false));
     let total = pos + neg;
     let (w_pos, w_neg) = (
         total / (2.0 * pos),
@@ -93,9 +130,9 @@ pub fn train(rows: &[LabelledRow], params: &TrainParams) -> ModelWeights {
             order.swap(i, j);
         }
         for &k in &order {
-            let (x, y) = &data[k];
+            let (x, y, rw) = &data[k];
             let p = w.predict(x);
-            let cw = if *y > 0.5 { w_pos } else { w_neg };
+            let cw = rw * if *y > 0.5 { w_pos } else { w_neg };
             let g = (p - y) * cw;
             for &(i, v) in x {
                 let i = i as usize;
