@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod checks;
 mod dev;
 
@@ -32,6 +33,10 @@ enum Cmd {
     /// Install what is missing, start the emulator and the stack, run fmt, clippy, every test and
     /// the infra checks, then stop everything.
     Test,
+    /// Verify the audit hash chain (HMACs, sequence, links); exits non-zero on any finding.
+    AuditVerify(audit::VerifyArgs),
+    /// Print audit records (JSON lines) by principal or by decision over a time range.
+    AuditQuery(audit::QueryArgs),
 }
 
 #[tokio::main]
@@ -53,5 +58,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Test => checks::run().await,
+        Cmd::AuditVerify(args) => audit::verify(args).await,
+        Cmd::AuditQuery(args) => audit::query(args).await,
     }
 }
