@@ -65,7 +65,10 @@ async fn tamper_run(sdk: &SdkConfig) -> Result<()> {
         ensure!(send(&p, &format!("r{i}"), "auditee").await.status() == 200);
     }
     let clean = verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?;
-    ensure!(clean.is_clean() && clean.records == 20 && clean.segments == 1, "{clean:?}");
+    ensure!(
+        clean.is_clean() && clean.records == 20 && clean.segments == 1,
+        "{clean:?}"
+    );
     let mut records = scan_all(&aws_sdk_dynamodb::Client::new(sdk), AUDIT_TABLE).await?;
     records.sort_by_key(|r| key_of(r).map(|k| k.1).unwrap_or(0));
     let (segment, _) = key_of(&records[0])?;
@@ -87,9 +90,16 @@ async fn tamper_run(sdk: &SdkConfig) -> Result<()> {
         .await?;
     let r = verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?;
     ensure!(!r.is_clean(), "{r:?}");
-    ensure!(r.count(ProblemKind::Modified) == 1 && r.problems[0].seq == 10, "{r:?}");
+    ensure!(
+        r.count(ProblemKind::Modified) == 1 && r.problems[0].seq == 10,
+        "{r:?}"
+    );
     put(sdk, &records[9]).await?;
-    ensure!(verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?.is_clean());
+    ensure!(
+        verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET)
+            .await?
+            .is_clean()
+    );
 
     // Deleted: a record removed from the middle.
     ddb.delete_item()
@@ -98,10 +108,17 @@ async fn tamper_run(sdk: &SdkConfig) -> Result<()> {
         .send()
         .await?;
     let r = verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?;
-    ensure!(r.count(ProblemKind::Deleted) == 1 && r.problems.len() == 1, "{r:?}");
+    ensure!(
+        r.count(ProblemKind::Deleted) == 1 && r.problems.len() == 1,
+        "{r:?}"
+    );
     ensure!(r.problems[0].seq == 7);
     put(sdk, &records[6]).await?;
-    ensure!(verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?.is_clean());
+    ensure!(
+        verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET)
+            .await?
+            .is_clean()
+    );
 
     // Inserted: a well-linked record appended with an HMAC under a guessed key.
     let mut forged = records[19].clone();
@@ -113,7 +130,10 @@ async fn tamper_run(sdk: &SdkConfig) -> Result<()> {
     forged.insert(HMAC_ATTR.into(), Field::S(sig));
     put(sdk, &forged).await?;
     let r = verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?;
-    ensure!(r.count(ProblemKind::Inserted) == 1 && r.problems.len() == 1, "{r:?}");
+    ensure!(
+        r.count(ProblemKind::Inserted) == 1 && r.problems.len() == 1,
+        "{r:?}"
+    );
     ensure!(r.problems[0].seq == 21);
     Ok(())
 }
@@ -178,7 +198,9 @@ async fn outage_run(emu: &mut gatehouse_dev::emulator::Emulator, direct: &SdkCon
         })
         .collect();
     for (rid, status, _) in results.iter().filter(|r| r.1 == 200) {
-        let d = audited.get(rid).with_context(|| format!("200 without record: {rid}"))?;
+        let d = audited
+            .get(rid)
+            .with_context(|| format!("200 without record: {rid}"))?;
         ensure!(d == "allowed", "{rid}: {d} ({status})");
     }
     let report = verify_table(direct, AUDIT_TABLE, AUDIT_SECRET).await?;

@@ -88,7 +88,10 @@ async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
         .await?
         .item
         .context("no counter item")?;
-    ensure!(item["count"].as_n().ok() == Some(&"100".to_owned()), "{item:?}");
+    ensure!(
+        item["count"].as_n().ok() == Some(&"100".to_owned()),
+        "{item:?}"
+    );
     ensure!(item.contains_key("expires_at"));
 
     // A denial returns the stored item (ReturnValuesOnConditionCheckFailure = ALL_OLD).
@@ -107,15 +110,18 @@ async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
     let records = scan_all(&aws_sdk_dynamodb::Client::new(sdk), AUDIT_TABLE).await?;
     let mut per_rid: HashMap<String, Vec<&str>> = HashMap::new();
     for r in &records {
-        if let (Some(Field::S(rid)), Some(Field::S(d))) = (r.get("request_id"), r.get("decision"))
-        {
+        if let (Some(Field::S(rid)), Some(Field::S(d))) = (r.get("request_id"), r.get("decision")) {
             per_rid.entry(rid.clone()).or_default().push(d);
         }
     }
     ensure!(records.len() == 320, "{} records", records.len());
     for (rid, status, _) in &results {
         let d = per_rid.get(rid).context("request without record")?;
-        let want = if *status == 200 { "allowed" } else { "rate_limited" };
+        let want = if *status == 200 {
+            "allowed"
+        } else {
+            "rate_limited"
+        };
         ensure!(d.as_slice() == [want], "{rid}: {d:?}");
     }
     let report = gatehouse_dev::audit::verify_table(sdk, AUDIT_TABLE, "AuditHmacSecret").await?;

@@ -34,8 +34,14 @@ pub async fn get_record(sdk: &SdkConfig, table: &str, segment: &str, seq: u64) -
     let out = aws_sdk_dynamodb::Client::new(sdk)
         .get_item()
         .table_name(table)
-        .key("segment", aws_sdk_dynamodb::types::AttributeValue::S(segment.into()))
-        .key("seq", aws_sdk_dynamodb::types::AttributeValue::N(seq.to_string()))
+        .key(
+            "segment",
+            aws_sdk_dynamodb::types::AttributeValue::S(segment.into()),
+        )
+        .key(
+            "seq",
+            aws_sdk_dynamodb::types::AttributeValue::N(seq.to_string()),
+        )
         .consistent_read(true)
         .send()
         .await?;

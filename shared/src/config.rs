@@ -311,7 +311,10 @@ mod tests {
         assert!(AuditConfig::from_env(&env(&big)).is_err());
         let mut open = base.to_vec();
         open.push(("GATEHOUSE_RATE_FAIL_OPEN", "yes"));
-        assert!(RateLimitConfig::from_env(&env(&open)).is_err(), "true|false only");
+        assert!(
+            RateLimitConfig::from_env(&env(&open)).is_err(),
+            "true|false only"
+        );
         assert!(matches!(
             AuditConfig::from_env(&env(&[])),
             Err(ConfigError::Missing("GATEHOUSE_AUDIT_TABLE"))

@@ -107,7 +107,11 @@ pub fn set_rate_headers(
     remaining: u32,
     reset_secs: u64,
 ) {
-    insert(h, "ratelimit-policy", &rate_limit_policy(limit, window_secs));
+    insert(
+        h,
+        "ratelimit-policy",
+        &rate_limit_policy(limit, window_secs),
+    );
     insert(h, "ratelimit", &rate_limit(remaining, reset_secs));
 }
 

@@ -127,7 +127,10 @@ impl Predictor {
         now: SystemTime,
         trail: &mut Trail,
     ) -> Result<PredictResponse, ApiError> {
-        let principal = inbound.principal.as_ref().ok_or(ApiError::Unauthenticated)?;
+        let principal = inbound
+            .principal
+            .as_ref()
+            .ok_or(ApiError::Unauthenticated)?;
         if !is_json(inbound.content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -224,10 +227,10 @@ impl Predictor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ModelBackendKind;
     use crate::audit::{AuditKey, AuditSettings, MemorySink};
     use crate::clock::ManualClock;
     use crate::config::ContentMode;
+    use crate::config::ModelBackendKind;
     use crate::model::EchoModel;
     use crate::ratelimit::{Hit, HitOutcome, MemoryCounter, RateCounter, RateError};
     use std::sync::atomic::Ordering;
@@ -243,7 +246,10 @@ mod tests {
     }
 
     fn predictor() -> Predictor {
-        predictor_with(Box::new(MemoryCounter::default()), Arc::new(MemorySink::default()))
+        predictor_with(
+            Box::new(MemoryCounter::default()),
+            Arc::new(MemorySink::default()),
+        )
     }
 
     fn predictor_with(counter: Box<dyn RateCounter>, sink: Arc<MemorySink>) -> Predictor {
@@ -451,7 +457,10 @@ mod tests {
         assert_eq!(r.headers()["ratelimit"], "\"default\";r=0;t=50");
         let recs = sink.records.lock().unwrap().clone();
         assert_eq!(recs.len(), 61);
-        assert_eq!(recs[0]["decision"], crate::audit::Field::S("allowed".into()));
+        assert_eq!(
+            recs[0]["decision"],
+            crate::audit::Field::S("allowed".into())
+        );
         assert_eq!(
             recs[60]["decision"],
             crate::audit::Field::S("rate_limited".into())

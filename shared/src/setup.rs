@@ -84,7 +84,10 @@ pub async fn predictor(sdk: &SdkConfig, env: &ProcessEnv) -> Result<Predictor, S
     })
 }
 
-pub async fn gate(sdk: &SdkConfig, env: &ProcessEnv) -> Result<Gate<SecretsManagerJwks>, SetupError> {
+pub async fn gate(
+    sdk: &SdkConfig,
+    env: &ProcessEnv,
+) -> Result<Gate<SecretsManagerJwks>, SetupError> {
     let config = AuthorizerConfig::from_env(env)?;
     let rate = RateLimitConfig::from_env(env)?;
     let failures = AuthFailureConfig::from_env(env)?;

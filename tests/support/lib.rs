@@ -64,7 +64,11 @@ pub async fn audit_log(sdk: &SdkConfig, source: &'static str) -> Result<AuditLog
         gatehouse::secrets::audit_key(&aws_sdk_secretsmanager::Client::new(sdk), AUDIT_SECRET)
             .await?;
     Ok(AuditLog::new(
-        Box::new(DynamoAuditSink::new(sdk, AUDIT_TABLE, Duration::from_secs(3))),
+        Box::new(DynamoAuditSink::new(
+            sdk,
+            AUDIT_TABLE,
+            Duration::from_secs(3),
+        )),
         key,
         AuditSettings {
             content_mode: ContentMode::Hash,

@@ -46,7 +46,11 @@ pub struct VerifyArgs {
 pub struct QueryArgs {
     #[command(flatten)]
     target: Target,
-    #[arg(long, conflicts_with = "decision", required_unless_present = "decision")]
+    #[arg(
+        long,
+        conflicts_with = "decision",
+        required_unless_present = "decision"
+    )]
     principal: Option<String>,
     /// allowed | invalid | forbidden | rate_limited | blocked | backend_error | unavailable | denied
     #[arg(long)]
@@ -104,7 +108,15 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         (None, None) => bail!("give --principal or --decision"),
     };
     let sdk = audit::sdk_for(args.target.endpoint().as_deref()).await;
-    let records = audit::query(&sdk, &args.target.table(), &filter, since, until, args.shards).await?;
+    let records = audit::query(
+        &sdk,
+        &args.target.table(),
+        &filter,
+        since,
+        until,
+        args.shards,
+    )
+    .await?;
     for r in &records {
         println!("{}", to_json(r));
     }

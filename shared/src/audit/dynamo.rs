@@ -49,7 +49,9 @@ pub fn to_item(fields: &Fields) -> HashMap<String, AttributeValue> {
             let av = match v {
                 Field::S(s) => AttributeValue::S(s.clone()),
                 Field::N(n) => AttributeValue::N(n.to_string()),
-                Field::L(l) => AttributeValue::L(l.iter().cloned().map(AttributeValue::S).collect()),
+                Field::L(l) => {
+                    AttributeValue::L(l.iter().cloned().map(AttributeValue::S).collect())
+                }
             };
             (k.clone(), av)
         })
@@ -107,9 +109,7 @@ impl AuditSink for DynamoAuditSink {
                         .and_then(|v| v.as_s().ok())
                         .cloned(),
                 }),
-                _ => Err(SinkError::Unavailable(
-                    DisplayErrorContext(&e).to_string(),
-                )),
+                _ => Err(SinkError::Unavailable(DisplayErrorContext(&e).to_string())),
             },
         }
     }

@@ -225,10 +225,7 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
     f.insert("request_id".into(), s(ev.request_id));
     f.insert("ts_ms".into(), Field::N(ts));
     f.insert("time".into(), Field::S(record::rfc3339(ts)));
-    f.insert(
-        "ts_rid".into(),
-        Field::S(record::ts_rid(ts, ev.request_id)),
-    );
+    f.insert("ts_rid".into(), Field::S(record::ts_rid(ts, ev.request_id)));
     if let Some(p) = ev.principal {
         f.insert("principal".into(), s(&p.sub));
         f.insert("roles".into(), Field::L(p.roles.clone()));
@@ -290,7 +287,10 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
         Field::N(u64::try_from(ev.latency.as_millis()).unwrap_or(u64::MAX)),
     );
     if settings.retention_days > 0 {
-        f.insert("retention_days".into(), Field::N(settings.retention_days.into()));
+        f.insert(
+            "retention_days".into(),
+            Field::N(settings.retention_days.into()),
+        );
         f.insert(
             "expires_at".into(),
             Field::N(ts / 1000 + u64::from(settings.retention_days) * 86_400),
@@ -468,7 +468,11 @@ mod tests {
         let hash = build_fields(&event("r", &p), &settings(ContentMode::Hash), "predict");
         assert!(hash.contains_key("prompt_sha256") && !hash.contains_key("prompt_text"));
         let full = build_fields(&event("r", &p), &settings(ContentMode::Full), "predict");
-        assert_eq!(full["prompt_text"], Field::S("héllo w".into()), "cut at 8 bytes");
+        assert_eq!(
+            full["prompt_text"],
+            Field::S("héllo w".into()),
+            "cut at 8 bytes"
+        );
         assert_eq!(full["prompt_truncated"], Field::S("true".into()));
         assert_eq!(full["output_text"], Field::S("out".into()));
         let Field::S(ua) = &full["user_agent"] else {

@@ -61,7 +61,10 @@ pub fn canonical(fields: &Fields) -> String {
 
 /// SHA-256 of the canonical form, hex: what the next record's `prev_hash` holds.
 pub fn record_hash(fields: &Fields) -> String {
-    hex::encode(digest::digest(&digest::SHA256, canonical(fields).as_bytes()))
+    hex::encode(digest::digest(
+        &digest::SHA256,
+        canonical(fields).as_bytes(),
+    ))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -103,10 +103,13 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
                 continue;
             }
         };
-        segments
-            .entry(seg)
-            .or_default()
-            .insert(seq, Rec { fields: f, authentic });
+        segments.entry(seg).or_default().insert(
+            seq,
+            Rec {
+                fields: f,
+                authentic,
+            },
+        );
     }
     report.segments = segments.len();
     let now_ms = super::millis(now);
@@ -118,7 +121,11 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
             seq,
             detail,
         };
-        let max_auth = recs.iter().filter(|(_, r)| r.authentic).map(|(q, _)| *q).max();
+        let max_auth = recs
+            .iter()
+            .filter(|(_, r)| r.authentic)
+            .map(|(q, _)| *q)
+            .max();
         if let Some(m) = max_auth {
             last_authentic.insert(seg, m);
         }
@@ -133,9 +140,11 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
                     ));
                 } else {
                     for q in expected..*seq {
-                        report
-                            .problems
-                            .push(problem(ProblemKind::Deleted, q, "missing seq".into()));
+                        report.problems.push(problem(
+                            ProblemKind::Deleted,
+                            q,
+                            "missing seq".into(),
+                        ));
                     }
                 }
             }
@@ -174,9 +183,10 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
     // A segment replaced after a failed write must reach the seq its successor names.
     for (seg, recs) in &segments {
         for rec in recs.values().filter(|r| r.authentic) {
-            let (Some(prev), Some(prev_seq)) =
-                (s(rec.fields, "prev_segment"), n(rec.fields, "prev_segment_seq"))
-            else {
+            let (Some(prev), Some(prev_seq)) = (
+                s(rec.fields, "prev_segment"),
+                n(rec.fields, "prev_segment_seq"),
+            ) else {
                 continue;
             };
             let reached = last_authentic.get(prev).copied().unwrap_or(0);

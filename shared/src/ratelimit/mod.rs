@@ -208,9 +208,7 @@ impl RateCounter for MemoryCounter {
         let count = item.get("count").copied();
         let sub_count = hit.sub.and_then(|(a, _)| item.get(a).copied());
         let main_ok = count.is_none_or(|c| c < hit.limit);
-        let sub_ok = hit
-            .sub
-            .is_none_or(|(_, l)| sub_count.is_none_or(|c| c < l));
+        let sub_ok = hit.sub.is_none_or(|(_, l)| sub_count.is_none_or(|c| c < l));
         if !(main_ok && sub_ok) {
             return Ok(HitOutcome {
                 allowed: false,
