@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, SdkConfig};
-use gatehouse::audit::dynamo::{self, from_item};
+use gatehouse::audit::dynamo;
 use gatehouse::audit::verify::{self, Report};
 use gatehouse::audit::{Fields, millis};
 
@@ -27,25 +27,6 @@ pub async fn verify_table(sdk: &SdkConfig, table: &str, secret_id: &str) -> Resu
         .context("reading the audit HMAC key")?;
     let records = dynamo::scan_all(&aws_sdk_dynamodb::Client::new(sdk), table).await?;
     Ok(verify::verify(&records, &keys, SystemTime::now()))
-}
-
-/// One record by its key (tests use it to tamper with the table).
-pub async fn get_record(sdk: &SdkConfig, table: &str, segment: &str, seq: u64) -> Result<Fields> {
-    let out = aws_sdk_dynamodb::Client::new(sdk)
-        .get_item()
-        .table_name(table)
-        .key(
-            "segment",
-            aws_sdk_dynamodb::types::AttributeValue::S(segment.into()),
-        )
-        .key(
-            "seq",
-            aws_sdk_dynamodb::types::AttributeValue::N(seq.to_string()),
-        )
-        .consistent_read(true)
-        .send()
-        .await?;
-    out.item.map(|i| from_item(&i)).context("no such record")
 }
 
 pub enum Filter {
