@@ -15,7 +15,7 @@ use gatehouse::audit::{AuditKey, Field, Fields, HMAC_ATTR};
 use gatehouse::auth::Principal;
 use gatehouse::predict::{Inbound, Predictor};
 use gatehouse_dev::audit::verify_table;
-use gatehouse_tests::{AUDIT_SECRET, AUDIT_TABLE, Partition, emulator, port};
+use gatehouse_tests::ddb::{AUDIT_SECRET, AUDIT_TABLE, Partition, emulator, port};
 
 async fn send(p: &Predictor, rid: &str, sub: &str) -> http::Response<String> {
     p.handle(Inbound {
@@ -60,7 +60,8 @@ async fn verify_detects_modified_deleted_and_inserted_records() -> Result<()> {
 }
 
 async fn tamper_run(sdk: &SdkConfig) -> Result<()> {
-    let p = gatehouse_tests::predictor(sdk, gatehouse::policy::PolicyStore::embedded()?).await?;
+    let p =
+        gatehouse_tests::ddb::predictor(sdk, gatehouse::policy::PolicyStore::embedded()?).await?;
     for i in 0..20 {
         ensure!(send(&p, &format!("r{i}"), "auditee").await.status() == 200);
     }
@@ -149,8 +150,8 @@ async fn emulator_outage_gives_503_and_no_unaudited_200() -> Result<()> {
 async fn outage_run(emu: &mut gatehouse_dev::emulator::Emulator, direct: &SdkConfig) -> Result<()> {
     let proxy = Arc::new(Partition::start(([127, 0, 0, 1], emu.port).into()).await?);
     let via_proxy = gatehouse_dev::emulator::sdk_config(&proxy.endpoint).await;
-    let policy = gatehouse_tests::policy_with_operator_limit(100_000)?;
-    let p = Arc::new(gatehouse_tests::predictor(&via_proxy, policy).await?);
+    let policy = gatehouse_tests::ddb::policy_with_operator_limit(100_000)?;
+    let p = Arc::new(gatehouse_tests::ddb::predictor(&via_proxy, policy).await?);
     let mut tasks = Vec::new();
     for t in 0..6 {
         let p = p.clone();

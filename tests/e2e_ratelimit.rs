@@ -36,7 +36,7 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
         },
     )?;
     // 70 requests must fall in one fixed minute: start a fresh one if this one is ending.
-    let left = gatehouse_tests::secs_left_in_window(60);
+    let left = gatehouse_tests::ddb::secs_left_in_window(60);
     if left < 45 {
         tokio::time::sleep(Duration::from_secs(left + 1)).await;
     }

@@ -22,7 +22,7 @@ use gatehouse::ratelimit::dynamo::DynamoCounter;
 use gatehouse::ratelimit::guard::FailureGuard;
 use gatehouse::ratelimit::{Hit, RateCounter, RateLimiter};
 use gatehouse_dev::devkeys::{self, DevKey, TokenSpec};
-use gatehouse_tests::{AUDIT_TABLE, RATE_TABLE, emulator, policy_with_operator_limit, port};
+use gatehouse_tests::ddb::{AUDIT_TABLE, RATE_TABLE, emulator, policy_with_operator_limit, port};
 
 const TASKS: usize = 64;
 const PER_TASK: usize = 5;
@@ -38,7 +38,7 @@ async fn sixty_four_tasks_by_five_admit_exactly_one_hundred() -> Result<()> {
 
 async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
     // The whole run must sit in one fixed window: start in a fresh one if this one is ending.
-    let left = gatehouse_tests::secs_left_in_window(60);
+    let left = gatehouse_tests::ddb::secs_left_in_window(60);
     if left < 30 {
         tokio::time::sleep(Duration::from_secs(left + 1)).await;
     }
@@ -46,7 +46,8 @@ async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
         let t = unix_secs(SystemTime::now());
         t - t % 60
     };
-    let p = Arc::new(gatehouse_tests::predictor(sdk, policy_with_operator_limit(LIMIT)?).await?);
+    let p =
+        Arc::new(gatehouse_tests::ddb::predictor(sdk, policy_with_operator_limit(LIMIT)?).await?);
     let sub = format!("load-{}", uuid_like());
     let mut tasks = Vec::new();
     for t in 0..TASKS {
@@ -198,7 +199,7 @@ async fn gate(sdk: &SdkConfig, key: &DevKey, limit: u32) -> Result<Gate<StaticJw
                 window: Duration::from_secs(600),
             },
         ),
-        audit: gatehouse_tests::audit_log(sdk, "authorizer").await?,
+        audit: gatehouse_tests::ddb::audit_log(sdk, "authorizer").await?,
         clock,
     })
 }
