@@ -1,4 +1,5 @@
 //! `cargo xtask audit-verify` and `cargo xtask audit-query`.
+use std::io::Write;
 use std::time::SystemTime;
 
 use anyhow::{Result, bail};
@@ -117,8 +118,12 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         args.shards,
     )
     .await?;
+    // Written by hand, not println!: a closed pipe (`| head`) ends the output instead of panicking.
+    let mut out = std::io::stdout().lock();
     for r in &records {
-        println!("{}", to_json(r));
+        if writeln!(out, "{}", to_json(r)).is_err() {
+            break;
+        }
     }
     Ok(())
 }
