@@ -65,6 +65,7 @@ impl<S: JwksSource> Gate<S> {
     pub async fn decide(&self, req: &AuthRequest<'_>) -> GateDecision {
         let started = Instant::now();
         let now = self.clock.now();
+        // API Gateway always sets sourceIp; without one, such requests share one bucket.
         let ip = req.source_ip.unwrap_or("unknown");
         let blocked = self.failures.is_blocked(ip, now);
         let d = if blocked {

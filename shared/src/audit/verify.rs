@@ -209,7 +209,97 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
 /// first record could already be past its retention.
 fn prefix_may_have_expired(rec: &Fields, now_ms: u64) -> bool {
     match (n(rec, "segment_started_ms"), n(rec, "retention_days")) {
-        (Some(start), Some(days)) => now_ms >= start.saturating_add(days * 86_400_000),
+        (Some(start), Some(days)) => {
+            now_ms >= start.saturating_add(days.saturating_mul(86_400_000))
+        }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditEvent, AuditLog, AuditSettings, Decision, MemorySink};
+    use crate::config::ContentMode;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    const T0: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    async fn write(log: &AuditLog, rid: &str) -> bool {
+        let ev = AuditEvent {
+            request_id: rid,
+            time: at(T0),
+            principal: None,
+            route: "POST /v1/predict",
+            model: None,
+            decision: Decision::Denied,
+            reason: "bad_signature",
+            policy_ids: &[],
+            screen: None,
+            prompt: None,
+            output: None,
+            source_ip: None,
+            user_agent: None,
+            latency: Duration::ZERO,
+        };
+        log.record(&ev).await.is_ok()
+    }
+
+    fn log(sink: &Arc<MemorySink>) -> AuditLog {
+        AuditLog::new(
+            Box::new(sink.clone()),
+            AuditKey::new(b"k"),
+            AuditSettings {
+                content_mode: ContentMode::Hash,
+                full_text_max_bytes: 10,
+                retention_days: 1,
+                decision_shards: 1,
+            },
+            "authorizer",
+            at(T0),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_missing_prefix_is_deletion_until_the_retention_has_passed() {
+        let sink = Arc::new(MemorySink::default());
+        let l = log(&sink);
+        for i in 0..5 {
+            assert!(write(&l, &format!("r{i}")).await);
+        }
+        let mut recs = sink.records.lock().unwrap().clone();
+        recs.drain(..2);
+        let keys = [AuditKey::new(b"k")];
+        let early = verify(&recs, &keys, at(T0 + 3600));
+        assert_eq!(early.count(ProblemKind::Deleted), 2, "{early:?}");
+        let late = verify(&recs, &keys, at(T0 + 86_400));
+        assert!(late.is_clean() && late.notes.len() == 1, "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_predecessor_segment_is_reported() {
+        let sink = Arc::new(MemorySink::default());
+        let l = log(&sink);
+        for i in 0..3 {
+            assert!(write(&l, &format!("a{i}")).await);
+        }
+        sink.failing.store(true, Ordering::SeqCst);
+        assert!(!write(&l, "lost").await);
+        sink.failing.store(false, Ordering::SeqCst);
+        assert!(write(&l, "b0").await);
+        let mut recs = sink.records.lock().unwrap().clone();
+        let keys = [AuditKey::new(b"k")];
+        assert!(verify(&recs, &keys, at(T0)).is_clean());
+        // Delete the old segment's LAST record: no chain link shows it, the marker does.
+        recs.remove(2);
+        let r = verify(&recs, &keys, at(T0));
+        assert_eq!(r.count(ProblemKind::Deleted), 1, "{r:?}");
+        assert_eq!(r.problems[0].seq, 3);
     }
 }
