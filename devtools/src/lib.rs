@@ -2,6 +2,7 @@
 //! dev signing keys and tokens, the local API Gateway, and the whole local stack. Never deployed.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bootstrap;
 pub mod devkeys;
 pub mod emulator;

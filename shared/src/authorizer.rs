@@ -1,14 +1,19 @@
 //! The authorizer's decision: token → principal → Cedar route check. A deny is a clean answer
 //! (`isAuthorized: false`, which API Gateway turns into 403), never a function error.
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use serde_json::Value;
 
+use crate::audit::{AuditEvent, AuditLog, Decision};
 use crate::auth::{JwksSource, KeyCache, Principal, TokenPolicy};
+use crate::clock::Clock;
 use crate::policy::PolicyStore;
+use crate::ratelimit::guard::FailureGuard;
 
 /// Authorizer context keys; predict reads the same ones.
 pub const CTX_SUB: &str = "sub";
@@ -20,6 +25,9 @@ pub struct Gate<S: JwksSource> {
     pub keys: KeyCache<S>,
     pub policy: PolicyStore,
     pub token_policy: TokenPolicy,
+    pub failures: FailureGuard,
+    pub audit: AuditLog,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug)]
@@ -30,26 +38,79 @@ pub struct GateDecision {
     pub policy_ids: Vec<String>,
 }
 
+impl GateDecision {
+    fn deny(reason: &'static str) -> Self {
+        Self {
+            allowed: false,
+            principal: None,
+            reason,
+            policy_ids: vec![],
+        }
+    }
+}
+
+/// What the authorizer event gives the decision (never logged whole: it holds the token).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    pub authorization: Option<&'a str>,
+    pub route_key: &'a str,
+    pub request_id: &'a str,
+    pub source_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
 impl<S: JwksSource> Gate<S> {
-    pub async fn decide(&self, authorization: Option<&str>, route_key: &str) -> GateDecision {
+    /// IP guard → token → route policy. Every denial is counted against its source IP and
+    /// audited; an allow costs no DynamoDB call (predict audits the request itself).
+    pub async fn decide(&self, req: &AuthRequest<'_>) -> GateDecision {
+        let started = Instant::now();
+        let now = self.clock.now();
+        // API Gateway always sets sourceIp; without one, such requests share one bucket.
+        let ip = req.source_ip.unwrap_or("unknown");
+        let blocked = self.failures.is_blocked(ip, now);
+        let d = if blocked {
+            GateDecision::deny("ip_blocked")
+        } else {
+            self.evaluate(req.authorization, req.route_key).await
+        };
+        if d.allowed {
+            return d;
+        }
+        if !blocked {
+            // A failed count only weakens the stuffing guard; the denial stands either way.
+            if let Err(e) = self.failures.record_failure(ip, now).await {
+                tracing::error!(request_id = req.request_id, error = %e, "auth-failure counter unavailable");
+            }
+        }
+        let event = AuditEvent {
+            request_id: req.request_id,
+            time: now,
+            principal: d.principal.as_ref(),
+            route: req.route_key,
+            model: None,
+            decision: Decision::Denied,
+            reason: d.reason,
+            policy_ids: &d.policy_ids,
+            screen: None,
+            prompt: None,
+            output: None,
+            source_ip: req.source_ip,
+            user_agent: req.user_agent,
+            latency: started.elapsed(),
+        };
+        if let Err(e) = self.audit.record(&event).await {
+            tracing::error!(request_id = req.request_id, error = %e, "audit write of a denial failed");
+        }
+        d
+    }
+
+    async fn evaluate(&self, authorization: Option<&str>, route_key: &str) -> GateDecision {
         let Some(header) = authorization else {
-            return GateDecision {
-                allowed: false,
-                principal: None,
-                reason: "missing_header",
-                policy_ids: vec![],
-            };
+            return GateDecision::deny("missing_header");
         };
         let principal = match self.keys.verify(&self.token_policy, header).await {
             Ok(p) => p,
-            Err(e) => {
-                return GateDecision {
-                    allowed: false,
-                    principal: None,
-                    reason: e.reason(),
-                    policy_ids: vec![],
-                };
-            }
+            Err(e) => return GateDecision::deny(e.reason()),
         };
         let d = self.policy.authorize_route(&principal, route_key);
         GateDecision {
@@ -71,6 +132,18 @@ pub fn authorization_header(event: &ApiGatewayV2CustomAuthorizerV2Request) -> Op
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+}
+
+/// The decision's inputs from the event: header, route, request id, source IP, user agent.
+pub fn auth_request(event: &ApiGatewayV2CustomAuthorizerV2Request) -> AuthRequest<'_> {
+    let ctx = &event.request_context;
+    AuthRequest {
+        authorization: authorization_header(event),
+        route_key: event.route_key.as_deref().unwrap_or_default(),
+        request_id: ctx.request_id.as_deref().unwrap_or_default(),
+        source_ip: ctx.http.source_ip.as_deref(),
+        user_agent: ctx.http.user_agent.as_deref(),
+    }
 }
 
 /// The simple response with a small, scalar-only context; never the token.

@@ -171,6 +171,118 @@ fn screen_config<F: Fn(&str) -> Option<String>>(
     Ok(c)
 }
 
+/// How much of the prompt and output the audit record keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentMode {
+    /// Lengths only.
+    None,
+    /// Lengths and SHA-256 (the default).
+    Hash,
+    /// Lengths, SHA-256 and the text itself, capped.
+    Full,
+}
+
+impl FromStr for ContentMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "hash" => Ok(Self::Hash),
+            "full" => Ok(Self::Full),
+            other => Err(format!(
+                "unknown audit content mode {other:?} (expected none | hash | full)"
+            )),
+        }
+    }
+}
+
+/// Largest `full`-mode text kept per field: two of them plus the record stay far below
+/// DynamoDB's 400 KB item limit (and GSI copies of it).
+pub const MAX_FULL_TEXT_BYTES: usize = 100_000;
+
+/// The rate-limit counter table and how to behave when it is unreachable.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub table: String,
+    /// Serve requests without limits when the counter store fails (default: fail closed, 503).
+    pub fail_open: bool,
+    pub timeout: Duration,
+}
+
+impl RateLimitConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required("GATEHOUSE_RATE_TABLE")?,
+            fail_open: env.parsed("GATEHOUSE_RATE_FAIL_OPEN", false)?,
+            timeout: Duration::from_millis(env.parsed("GATEHOUSE_RATE_TIMEOUT_MS", 1000)?),
+        })
+    }
+}
+
+/// The authorizer's per-source-IP limit on denied tokens (credential stuffing).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFailureConfig {
+    /// Denials per IP per window before the IP is refused without verifying; 0 turns it off.
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl AuthFailureConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let window = env.secs("GATEHOUSE_AUTH_FAIL_WINDOW_SECS", 300)?;
+        if window.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_AUTH_FAIL_WINDOW_SECS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            limit: env.parsed("GATEHOUSE_AUTH_FAIL_LIMIT", 20)?,
+            window,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub table: String,
+    pub key_secret_id: String,
+    pub content_mode: ContentMode,
+    pub full_text_max_bytes: usize,
+    /// Days until TTL may delete a record; 0 keeps records forever.
+    pub retention_days: u32,
+    pub decision_shards: u32,
+    pub timeout: Duration,
+}
+
+impl AuditConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let full_text_max_bytes = env.parsed("GATEHOUSE_AUDIT_FULL_TEXT_MAX_BYTES", 32 * 1024)?;
+        if full_text_max_bytes > MAX_FULL_TEXT_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_AUDIT_FULL_TEXT_MAX_BYTES",
+                reason: format!("at most {MAX_FULL_TEXT_BYTES} (DynamoDB items are <= 400 KB)"),
+            });
+        }
+        let decision_shards = env.parsed("GATEHOUSE_AUDIT_DECISION_SHARDS", 4)?;
+        if !(1..=64).contains(&decision_shards) {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_AUDIT_DECISION_SHARDS",
+                reason: "must be 1..=64".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("GATEHOUSE_AUDIT_TABLE")?,
+            key_secret_id: env.required("GATEHOUSE_AUDIT_KEY_SECRET_ID")?,
+            content_mode: env.parsed("GATEHOUSE_AUDIT_CONTENT", ContentMode::Hash)?,
+            full_text_max_bytes,
+            retention_days: env.parsed("GATEHOUSE_AUDIT_RETENTION_DAYS", 400)?,
+            decision_shards,
+            timeout: Duration::from_millis(env.parsed("GATEHOUSE_AUDIT_TIMEOUT_MS", 2000)?),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +328,43 @@ mod tests {
         assert_eq!(c.default_max_prompt_chars, 8000);
         let bad = PredictConfig::from_env(&env(&[("GATEHOUSE_MODEL_BACKEND", "gpt")]));
         assert!(matches!(bad, Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn audit_and_rate_config_defaults_and_errors() {
+        let base = [
+            ("GATEHOUSE_AUDIT_TABLE", "A"),
+            ("GATEHOUSE_AUDIT_KEY_SECRET_ID", "K"),
+            ("GATEHOUSE_RATE_TABLE", "R"),
+        ];
+        let c = AuditConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(c.content_mode, ContentMode::Hash);
+        assert_eq!((c.retention_days, c.decision_shards), (400, 4));
+        let r = RateLimitConfig::from_env(&env(&base)).unwrap();
+        assert!(!r.fail_open);
+        let mut bad = base.to_vec();
+        bad.push(("GATEHOUSE_AUDIT_CONTENT", "everything"));
+        assert!(matches!(
+            AuditConfig::from_env(&env(&bad)),
+            Err(ConfigError::Invalid {
+                name: "GATEHOUSE_AUDIT_CONTENT",
+                ..
+            })
+        ));
+        let mut big = base.to_vec();
+        big.push(("GATEHOUSE_AUDIT_FULL_TEXT_MAX_BYTES", "500000"));
+        assert!(AuditConfig::from_env(&env(&big)).is_err());
+        let mut open = base.to_vec();
+        open.push(("GATEHOUSE_RATE_FAIL_OPEN", "yes"));
+        assert!(
+            RateLimitConfig::from_env(&env(&open)).is_err(),
+            "true|false only"
+        );
+        assert!(matches!(
+            AuditConfig::from_env(&env(&[])),
+            Err(ConfigError::Missing("GATEHOUSE_AUDIT_TABLE"))
+        ));
+        let a = AuthFailureConfig::from_env(&env(&[])).unwrap();
+        assert_eq!((a.limit, a.window.as_secs()), (20, 300));
     }
 }

@@ -94,14 +94,49 @@ pub fn problem_response(err: &ApiError, request_id: &str) -> Response<String> {
         let h = resp.headers_mut();
         let secs = retry_after.as_secs().max(1);
         insert(h, "retry-after", &secs.to_string());
-        insert(
-            h,
-            "ratelimit-policy",
-            &rate_limit_policy(*limit, window.as_secs()),
-        );
-        insert(h, "ratelimit", &rate_limit(0, secs));
+        set_rate_headers(h, *limit, window.as_secs(), 0, secs);
     }
     resp
+}
+
+/// `RateLimit-Policy` and `RateLimit` on any response (allowed ones too).
+pub fn set_rate_headers(
+    h: &mut http::HeaderMap,
+    limit: u32,
+    window_secs: u64,
+    remaining: u32,
+    reset_secs: u64,
+) {
+    insert(
+        h,
+        "ratelimit-policy",
+        &rate_limit_policy(limit, window_secs),
+    );
+    insert(h, "ratelimit", &rate_limit(remaining, reset_secs));
+}
+
+/// The rate-limit fields of a limiter answer on a response.
+pub fn with_rate_status(
+    mut resp: Response<String>,
+    s: &crate::ratelimit::RateStatus,
+) -> Response<String> {
+    set_rate_headers(
+        resp.headers_mut(),
+        s.limit,
+        s.window_secs,
+        s.remaining,
+        s.reset_secs,
+    );
+    resp
+}
+
+/// The 429 of a denied limiter answer.
+pub fn rate_limited(s: &crate::ratelimit::RateStatus) -> ApiError {
+    ApiError::RateLimited {
+        limit: s.limit,
+        window: std::time::Duration::from_secs(s.window_secs),
+        retry_after: std::time::Duration::from_secs(s.reset_secs),
+    }
 }
 
 /// `RateLimit-Policy` per draft-ietf-httpapi-ratelimit-headers.

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod authorizer;
 pub mod aws;
@@ -17,6 +18,8 @@ pub mod logging;
 pub mod model;
 pub mod policy;
 pub mod predict;
+pub mod ratelimit;
 pub mod sanitize;
 pub mod screen;
 pub mod secrets;
+pub mod setup;

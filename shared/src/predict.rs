@@ -1,18 +1,25 @@
 //! The predict pipeline, free of Lambda types: principal → content type → size → schema →
-//! model-level policy → model → response. Every outcome is logged with its reason.
-use std::time::Instant;
+//! model-level policy → rate limit → (screen) → model → audit → response. Every terminal outcome
+//! writes exactly one audit record; no answer leaves without it (fail closed: 503).
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use http::{Response, StatusCode};
 
 use crate::api::{PredictRequest, PredictResponse, RequestLimits, ScreenSummary};
+use crate::audit::{AuditEvent, AuditLog, Decision, ScreenAudit};
 use crate::auth::Principal;
+use crate::clock::Clock;
 use crate::config::PredictConfig;
 use crate::error::ApiError;
-use crate::http::{json_response, problem_response};
+use crate::http::{json_response, problem_response, rate_limited, with_rate_status};
 use crate::model::{ModelBackend, ModelError, ModelRequest};
 use crate::policy::PolicyStore;
+use crate::ratelimit::{RateLimiter, RateStatus};
 use crate::sanitize::sanitize;
 use crate::screen::{Screener, Verdict};
+
+pub const ROUTE: &str = "POST /v1/predict";
 
 /// What the edge hands the pipeline.
 pub struct Inbound<'a> {
@@ -29,6 +36,29 @@ pub struct Predictor {
     pub screener: Screener,
     pub model: Box<dyn ModelBackend>,
     pub config: PredictConfig,
+    pub limiter: RateLimiter,
+    /// Serve without limits when the counter store fails (documented opt-in; default closed).
+    pub rate_fail_open: bool,
+    pub audit: AuditLog,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What the pipeline learned on the way, for the audit record and the headers.
+#[derive(Default)]
+struct Trail {
+    model: Option<String>,
+    prompt: Option<String>,
+    policy_ids: Vec<String>,
+    rate: Option<RateStatus>,
+    screen: Option<ScreenAudit>,
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allow",
+        Verdict::Flag => "flag",
+        Verdict::Block => "block",
+    }
 }
 
 /// `application/json`, optionally with parameters (`; charset=utf-8`), any case.
@@ -41,36 +71,77 @@ pub fn is_json(content_type: Option<&str>) -> bool {
 impl Predictor {
     pub async fn handle(&self, inbound: Inbound<'_>) -> Response<String> {
         let started = Instant::now();
-        let sub = inbound
-            .principal
-            .as_ref()
-            .map(|p| p.sub.clone())
-            .unwrap_or_default();
-        let request_id = inbound.request_id.to_owned();
-        let result = self.run(inbound).await;
+        let now = self.clock.now();
+        let request_id = inbound.request_id;
+        let mut trail = Trail::default();
+        let result = self.run(&inbound, now, &mut trail).await;
+        let (decision, reason) = match &result {
+            Ok(_) => (Decision::Allowed, "ok"),
+            Err(e) => (Decision::of_error(e), e.reason()),
+        };
+        let sub = inbound.principal.as_ref().map(|p| p.sub.as_str());
+        let event = AuditEvent {
+            request_id,
+            time: now,
+            principal: inbound.principal.as_ref(),
+            route: ROUTE,
+            model: trail.model.as_deref(),
+            decision,
+            reason,
+            policy_ids: &trail.policy_ids,
+            screen: trail.screen.as_ref(),
+            prompt: trail.prompt.as_deref(),
+            output: result.as_ref().ok().map(|r| r.output.as_str()),
+            source_ip: inbound.source_ip,
+            user_agent: inbound.user_agent,
+            latency: started.elapsed(),
+        };
         let latency_ms = started.elapsed().as_millis() as u64;
-        match result {
+        let written = match self.audit.record(&event).await {
+            Ok(at) => at,
+            Err(e) => {
+                // No record, no answer: the model output (if any) is dropped here.
+                tracing::error!(request_id, principal = sub, decision = decision.as_str(), error = %e, "audit write failed; answering 503");
+                return problem_response(&ApiError::Unavailable(e.to_string()), request_id);
+            }
+        };
+        let resp = match result {
             Ok(ok) => {
                 tracing::info!(
                     request_id,
                     principal = sub,
-                    decision = "allowed",
-                    reason = "ok",
+                    decision = decision.as_str(),
+                    reason,
                     latency_ms,
+                    audit_segment = written.segment,
+                    audit_seq = written.seq,
                     "predict"
                 );
                 json_response(StatusCode::OK, &ok, "application/json")
             }
             Err(e) => {
                 // The full error (with internals) goes to the log only; the body gets the public part.
-                tracing::warn!(request_id, principal = sub, decision = e.reason(), error = %e, latency_ms, "predict");
-                problem_response(&e, &request_id)
+                tracing::warn!(request_id, principal = sub, decision = decision.as_str(), reason, error = %e, latency_ms,
+                    audit_segment = written.segment, audit_seq = written.seq, "predict");
+                problem_response(&e, request_id)
             }
+        };
+        match &trail.rate {
+            Some(rate) => with_rate_status(resp, rate),
+            None => resp,
         }
     }
 
-    async fn run(&self, inbound: Inbound<'_>) -> Result<PredictResponse, ApiError> {
-        let principal = inbound.principal.ok_or(ApiError::Unauthenticated)?;
+    async fn run(
+        &self,
+        inbound: &Inbound<'_>,
+        now: SystemTime,
+        trail: &mut Trail,
+    ) -> Result<PredictResponse, ApiError> {
+        let principal = inbound
+            .principal
+            .as_ref()
+            .ok_or(ApiError::Unauthenticated)?;
         if !is_json(inbound.content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -97,24 +168,55 @@ impl Predictor {
             });
         }
         let req = PredictRequest::parse(inbound.body, limits)?;
-        if self.policy.model(req.model.as_str()).is_none() {
+        let model = req.model.as_str();
+        trail.model = Some(model.to_owned());
+        trail.prompt = Some(req.prompt.as_str().to_owned());
+        let Some(model_info) = self.policy.model(model) else {
             return Err(ApiError::invalid(
                 "model",
-                format!("unknown model {:?}", req.model.as_str()),
+                format!("unknown model {model:?}"),
             ));
-        }
+        };
         let decision = self
             .policy
-            .authorize_model(&principal, req.model.as_str(), req.max_tokens);
+            .authorize_model(principal, model, req.max_tokens);
+        trail.policy_ids = decision.policy_ids;
         if !decision.allowed {
             return Err(ApiError::Forbidden {
-                reason: format!("your roles may not use model {:?}", req.model.as_str()),
+                reason: format!("your roles may not use model {model:?}"),
             });
+        }
+        let rate = self
+            .limiter
+            .check_principal(
+                &principal.sub,
+                &role_limits,
+                model,
+                model_info.requests_per_window,
+                now,
+            )
+            .await;
+        match rate {
+            Ok(s) => {
+                trail.rate = Some(s);
+                if !s.allowed {
+                    return Err(rate_limited(&s));
+                }
+            }
+            Err(e) if self.rate_fail_open => {
+                tracing::warn!(request_id = inbound.request_id, error = %e, "rate counter failed; failing open as configured");
+            }
+            Err(e) => return Err(ApiError::Unavailable(e.to_string())),
         }
         // Sanitize, then screen the normalized text and what was hidden in it. The model only
         // ever sees the sanitized text.
         let clean = sanitize(req.prompt.as_str());
         let screen = self.screener.screen(&clean);
+        trail.screen = Some(ScreenAudit {
+            verdict: verdict_name(screen.verdict).to_owned(),
+            score: screen.score,
+            rule_ids: screen.rules.iter().map(|r| (*r).to_owned()).collect(),
+        });
         if screen.verdict == Verdict::Block {
             return Err(ApiError::SuspiciousPrompt {
                 rules: screen.rules,
@@ -127,7 +229,7 @@ impl Predictor {
             ));
         }
         let model_req = ModelRequest {
-            model: req.model.as_str(),
+            model,
             prompt: &clean.text,
             temperature: req.temperature,
             max_tokens: req.max_tokens,
@@ -140,7 +242,7 @@ impl Predictor {
         };
         Ok(PredictResponse {
             request_id: inbound.request_id.to_owned(),
-            model: req.model.as_str().to_owned(),
+            model: model.to_owned(),
             output: out.text,
             usage: out.usage,
             screen: ScreenSummary {
@@ -154,12 +256,51 @@ impl Predictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::{AuditKey, AuditSettings, MemorySink};
+    use crate::clock::ManualClock;
+    use crate::config::ContentMode;
     use crate::config::ModelBackendKind;
     use crate::model::EchoModel;
+    use crate::ratelimit::{Hit, HitOutcome, MemoryCounter, RateCounter, RateError};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
+    struct DownCounter;
+
+    #[async_trait::async_trait]
+    impl RateCounter for DownCounter {
+        async fn hit(&self, _: &Hit<'_>) -> Result<HitOutcome, RateError> {
+            Err(RateError::Unavailable("connection refused".into()))
+        }
+    }
+
     fn predictor() -> Predictor {
+        predictor_with(
+            Box::new(MemoryCounter::default()),
+            Arc::new(MemorySink::default()),
+        )
+    }
+
+    fn predictor_with(counter: Box<dyn RateCounter>, sink: Arc<MemorySink>) -> Predictor {
         Predictor {
+            limiter: RateLimiter::new(counter),
+            rate_fail_open: false,
+            audit: AuditLog::new(
+                Box::new(sink),
+                AuditKey::new(b"test-key"),
+                AuditSettings {
+                    content_mode: ContentMode::Hash,
+                    full_text_max_bytes: 1024,
+                    retention_days: 1,
+                    decision_shards: 2,
+                },
+                "predict",
+                SystemTime::UNIX_EPOCH,
+            ),
+            // 10 s into a minute window: reset is 50 s away.
+            clock: Arc::new(ManualClock::new(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_010),
+            )),
             policy: PolicyStore::embedded().unwrap(),
             screener: Screener::new(crate::screen::ScreenConfig::default()).unwrap(),
             model: Box::new(EchoModel),
@@ -330,5 +471,74 @@ mod tests {
         assert_eq!(v["output"], "[gatehouse local echo model] hello");
         assert_eq!(v["model"], "echo");
         assert_eq!(v["request_id"], "req-1");
+    }
+
+    async fn send(p: &Predictor, rid: &str) -> Response<String> {
+        p.handle(Inbound {
+            request_id: rid,
+            principal: alice(&["ai_operator"], None),
+            content_type: Some("application/json"),
+            body: br#"{"prompt":"hello"}"#,
+            source_ip: Some("10.1.2.3"),
+            user_agent: Some("test"),
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn sixty_a_minute_then_429_with_headers_and_one_record_each() {
+        let sink = Arc::new(MemorySink::default());
+        let p = predictor_with(Box::new(MemoryCounter::default()), sink.clone());
+        for i in 0..60u32 {
+            let r = send(&p, &format!("r{i}")).await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=60;w=60");
+            assert_eq!(
+                r.headers()["ratelimit"],
+                format!("\"default\";r={};t=50", 59 - i).as_str()
+            );
+        }
+        let r = send(&p, "r60").await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "50");
+        assert_eq!(r.headers()["ratelimit"], "\"default\";r=0;t=50");
+        let recs = sink.records.lock().unwrap().clone();
+        assert_eq!(recs.len(), 61);
+        assert_eq!(
+            recs[0]["decision"],
+            crate::audit::Field::S("allowed".into())
+        );
+        assert_eq!(
+            recs[60]["decision"],
+            crate::audit::Field::S("rate_limited".into())
+        );
+        assert!(recs[0].contains_key("prompt_sha256") && !recs[0].contains_key("prompt_text"));
+    }
+
+    #[tokio::test]
+    async fn no_output_without_an_audit_record() {
+        let sink = Arc::new(MemorySink::default());
+        let p = predictor_with(Box::new(MemoryCounter::default()), sink.clone());
+        sink.failing.store(true, Ordering::SeqCst);
+        let r = send(&p, "r1").await;
+        assert_eq!(r.status(), 503);
+        assert!(!r.body().contains("hello"), "{}", r.body());
+        sink.failing.store(false, Ordering::SeqCst);
+        assert_eq!(send(&p, "r2").await.status(), 200);
+        assert_eq!(sink.records.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rate_store_down_fails_closed_unless_configured_open() {
+        let sink = Arc::new(MemorySink::default());
+        let mut p = predictor_with(Box::new(DownCounter), sink.clone());
+        let r = send(&p, "r1").await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            sink.records.lock().unwrap()[0]["decision"],
+            crate::audit::Field::S("unavailable".into())
+        );
+        p.rate_fail_open = true;
+        assert_eq!(send(&p, "r2").await.status(), 200);
     }
 }

@@ -4,6 +4,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 
+use secrecy::ExposeSecret;
+
+use crate::audit::AuditKey;
 use crate::auth::{JwksSource, JwksVersions, SourceError};
 
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -85,4 +88,22 @@ impl JwksSource for SecretsManagerJwks {
         let previous = previous.map_err(|e| SourceError::new(e.to_string()))?;
         Ok(JwksVersions { current, previous })
     }
+}
+
+/// The audit-chain HMAC key (AWSCURRENT), read once at cold start. The secret text lives only
+/// inside this call; the returned key does not expose its bytes.
+pub async fn audit_key(client: &Client, secret_id: &str) -> Result<AuditKey, SecretError> {
+    let secret = get_staged(client, secret_id, AWSCURRENT)
+        .await?
+        .ok_or_else(|| SecretError::NoSuchStage(secret_id.to_owned(), AWSCURRENT))?;
+    Ok(AuditKey::new(secret.expose_secret().as_bytes()))
+}
+
+/// Every key version that may have signed records (AWSCURRENT and AWSPREVIOUS): the verifier's.
+pub async fn audit_keys(client: &Client, secret_id: &str) -> Result<Vec<AuditKey>, SecretError> {
+    let mut keys = vec![audit_key(client, secret_id).await?];
+    if let Some(prev) = get_staged(client, secret_id, AWSPREVIOUS).await? {
+        keys.push(AuditKey::new(prev.expose_secret().as_bytes()));
+    }
+    Ok(keys)
 }

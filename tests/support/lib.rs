@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod ddb;
+
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")

@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod checks;
 mod dev;
 mod screen;
@@ -44,6 +45,10 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Verify the audit hash chain (HMACs, sequence, links); exits non-zero on any finding.
+    AuditVerify(audit::VerifyArgs),
+    /// Print audit records (JSON lines) by principal or by decision over a time range.
+    AuditQuery(audit::QueryArgs),
 }
 
 #[tokio::main]
@@ -68,5 +73,7 @@ async fn main() -> Result<()> {
         Cmd::Screen => screen::screen_stdin(),
         Cmd::ScreenEval { file } => screen::eval(&file),
         Cmd::TrainScreen { input, out } => screen::train_model(input, out),
+        Cmd::AuditVerify(args) => audit::verify(args).await,
+        Cmd::AuditQuery(args) => audit::query(args).await,
     }
 }

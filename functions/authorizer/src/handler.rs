@@ -5,7 +5,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use gatehouse::auth::JwksSource;
-use gatehouse::authorizer::{Gate, authorization_header, simple_response};
+use gatehouse::authorizer::{Gate, auth_request, simple_response};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
@@ -13,14 +13,14 @@ pub async fn handle<S: JwksSource>(
     gate: &Gate<S>,
     event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>,
 ) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse<HashMap<String, Value>>, Error> {
-    let req = &event.payload;
-    let route_key = req.route_key.as_deref().unwrap_or_default();
-    let decision = gate.decide(authorization_header(req), route_key).await;
+    let req = auth_request(&event.payload);
+    let decision = gate.decide(&req).await;
     let principal = decision.principal.as_ref();
     tracing::info!(
-        request_id = req.request_context.request_id.as_deref().unwrap_or_default(),
+        request_id = req.request_id,
         lambda_request_id = %event.context.request_id,
-        route_key,
+        route_key = req.route_key,
+        source_ip = req.source_ip.unwrap_or_default(),
         principal = principal.map(|p| p.sub.as_str()).unwrap_or_default(),
         token_id = principal.map(|p| p.token_id.as_str()).unwrap_or_default(),
         decision = if decision.allowed { "allow" } else { "deny" },
@@ -39,7 +39,10 @@ mod tests {
 
     use gatehouse::auth::{CacheConfig, JwksVersions, KeyCache, SourceError, TokenPolicy};
     use gatehouse::clock::SystemClock;
+    use gatehouse::config::AuthFailureConfig;
     use gatehouse::policy::PolicyStore;
+    use gatehouse::ratelimit::guard::FailureGuard;
+    use gatehouse::ratelimit::{MemoryCounter, RateLimiter};
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
     const SECRET: &[u8] = b"test-hmac-key-of-at-least-32-bytes!!";
@@ -78,6 +81,15 @@ mod tests {
                 leeway: Duration::from_secs(30),
                 max_lifetime: Duration::from_secs(3600),
             },
+            failures: FailureGuard::new(
+                RateLimiter::new(Box::new(MemoryCounter::default())),
+                AuthFailureConfig {
+                    limit: 20,
+                    window: Duration::from_secs(300),
+                },
+            ),
+            audit: gatehouse::setup::in_memory_audit("authorizer", std::time::SystemTime::now()),
+            clock: Arc::new(SystemClock),
         }
     }
 

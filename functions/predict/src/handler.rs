@@ -36,8 +36,6 @@ pub async fn handle(predictor: &Predictor, request: Request) -> Result<Response<
 mod tests {
     use super::*;
     use gatehouse::config::{Env, PredictConfig};
-    use gatehouse::model::EchoModel;
-    use gatehouse::policy::PolicyStore;
 
     fn fixture() -> String {
         std::fs::read_to_string(concat!(
@@ -48,12 +46,8 @@ mod tests {
     }
 
     fn predictor() -> Predictor {
-        Predictor {
-            policy: PolicyStore::embedded().unwrap(),
-            screener: gatehouse::screen::Screener::new(Default::default()).unwrap(),
-            model: Box::new(EchoModel),
-            config: PredictConfig::from_env(&Env(|_| None)).unwrap(),
-        }
+        gatehouse::setup::in_memory_predictor(PredictConfig::from_env(&Env(|_| None)).unwrap())
+            .unwrap()
     }
 
     #[tokio::test]

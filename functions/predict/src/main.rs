@@ -1,24 +1,16 @@
 //! The predict function behind API Gateway HTTP API (payload 2.0).
-//! Cold start builds everything once: config, SDK clients, policy set, model backend.
+//! Cold start builds everything once (config, SDK clients, policy, model backend, rate limiter,
+//! audit log with its key) in `gatehouse::setup::predictor`; each request borrows it.
 mod handler;
 
-use gatehouse::config::{Env, PredictConfig};
-use gatehouse::policy::PolicyStore;
-use gatehouse::predict::Predictor;
-use gatehouse::screen::Screener;
+use gatehouse::config::Env;
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
-    let config = PredictConfig::from_env(&Env::process())?;
     let sdk = gatehouse::aws::sdk_config().await;
-    let predictor = Predictor {
-        policy: PolicyStore::embedded()?,
-        screener: Screener::new(config.screen)?,
-        model: gatehouse::model::backend(&config, &sdk),
-        config,
-    };
+    let predictor = gatehouse::setup::predictor(&sdk, &Env::process()).await?;
     let predictor = &predictor;
     run(service_fn(move |request: Request| {
         handler::handle(predictor, request)

@@ -1,0 +1,205 @@
+//! Audit record fields, their canonical serialization, and the hash / HMAC over it.
+//!
+//! A record is a flat map of attribute name → `Field` (string, non-negative integer, or list of
+//! strings), stored 1:1 as DynamoDB S / N / L attributes. The canonical form is compact JSON with
+//! keys sorted bytewise (BTreeMap order, written by hand so no serde feature can reorder it),
+//! strings JSON-escaped, integers in plain decimal: the writer computes it from the map it sends
+//! and the verifier from the map it reads back, so both see the same bytes. Only integers are
+//! stored as numbers because DynamoDB normalises number text (`1.50` → `1.5`).
+use std::collections::BTreeMap;
+
+use aws_lc_rs::{digest, hmac};
+
+/// The attribute that holds the HMAC; excluded from the canonical form.
+pub const HMAC_ATTR: &str = "hmac";
+/// `prev_hash` of a segment's first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    S(String),
+    N(u64),
+    L(Vec<String>),
+}
+
+pub type Fields = BTreeMap<String, Field>;
+
+fn push_json_str(out: &mut String, s: &str) {
+    // serde_json's string escaping is deterministic; a &str cannot fail to serialize.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// Sorted-key compact JSON of every field but the HMAC.
+pub fn canonical(fields: &Fields) -> String {
+    let mut out = String::from("{");
+    let mut first = true;
+    for (k, v) in fields.iter().filter(|(k, _)| k.as_str() != HMAC_ATTR) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_json_str(&mut out, k);
+        out.push(':');
+        match v {
+            Field::S(s) => push_json_str(&mut out, s),
+            Field::N(n) => out.push_str(&n.to_string()),
+            Field::L(items) => {
+                out.push('[');
+                for (i, s) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_json_str(&mut out, s);
+                }
+                out.push(']');
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// SHA-256 of the canonical form, hex: what the next record's `prev_hash` holds.
+pub fn record_hash(fields: &Fields) -> String {
+    hex::encode(digest::digest(
+        &digest::SHA256,
+        canonical(fields).as_bytes(),
+    ))
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, data))
+}
+
+/// The chain's HMAC-SHA256 key. Debug prints only its id; the key bytes are not kept elsewhere.
+pub struct AuditKey {
+    key: hmac::Key,
+    id: String,
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKey({})", self.id)
+    }
+}
+
+impl AuditKey {
+    pub fn new(secret: &[u8]) -> Self {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        // A public fingerprint (an HMAC of a constant, not a hash of the key) names the key in
+        // each record, so the verifier picks the right version after a rotation.
+        let id = hex::encode(&hmac::sign(&key, b"gatehouse-audit-key-id").as_ref()[..8]);
+        Self { key, id }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn sign(&self, fields: &Fields) -> String {
+        hex::encode(hmac::sign(&self.key, canonical(fields).as_bytes()))
+    }
+
+    /// Constant-time check of a record's HMAC.
+    pub fn verify(&self, fields: &Fields) -> bool {
+        let Some(Field::S(tag)) = fields.get(HMAC_ATTR) else {
+            return false;
+        };
+        let Ok(tag) = hex::decode(tag) else {
+            return false;
+        };
+        hmac::verify(&self.key, canonical(fields).as_bytes(), &tag).is_ok()
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm),
+/// so records carry readable UTC dates without a date crate.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `YYYY-MM-DD` of a Unix time in milliseconds.
+pub fn day_of(ts_ms: u64) -> String {
+    let (y, m, d) = civil_from_days((ts_ms / 86_400_000) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ts_ms: u64) -> String {
+    let secs = ts_ms / 1000;
+    let sod = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        day_of(ts_ms),
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        ts_ms % 1000
+    )
+}
+
+/// Sort key of the query indexes: fixed-width time, then the request id (unique per request).
+pub fn ts_rid(ts_ms: u64, request_id: &str) -> String {
+    format!("{ts_ms:013}#{request_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> Fields {
+        let mut f = Fields::new();
+        f.insert("z".into(), Field::S("last \"quoted\"\n".into()));
+        f.insert("a".into(), Field::N(7));
+        f.insert("m".into(), Field::L(vec!["x".into(), "y".into()]));
+        f
+    }
+
+    #[test]
+    fn canonical_is_sorted_and_excludes_the_hmac() {
+        let mut f = fields();
+        assert_eq!(
+            canonical(&f),
+            r#"{"a":7,"m":["x","y"],"z":"last \"quoted\"\n"}"#
+        );
+        f.insert(HMAC_ATTR.into(), Field::S("ff".into()));
+        assert_eq!(
+            canonical(&f),
+            r#"{"a":7,"m":["x","y"],"z":"last \"quoted\"\n"}"#
+        );
+        // A string "7" and a number 7 must not canonicalise alike.
+        let mut g = fields();
+        g.insert("a".into(), Field::S("7".into()));
+        assert_ne!(canonical(&g), canonical(&fields()));
+    }
+
+    #[test]
+    fn hmac_detects_any_change_and_a_wrong_key() {
+        let key = AuditKey::new(b"k1");
+        let mut f = fields();
+        f.insert(HMAC_ATTR.into(), Field::S(key.sign(&f)));
+        assert!(key.verify(&f));
+        assert!(!AuditKey::new(b"k2").verify(&f));
+        assert_ne!(key.id(), AuditKey::new(b"k2").id());
+        f.insert("a".into(), Field::N(8));
+        assert!(!key.verify(&f));
+        assert!(!format!("{key:?}").contains("k1"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_796_371_199_000), "2026-12-04T07:59:59.000Z");
+        assert_eq!(ts_rid(5, "r"), "0000000000005#r");
+    }
+}
