@@ -99,8 +99,16 @@ pub async fn gate(
         max_staleness: config.keys_max_staleness,
         unknown_kid_min_interval: config.unknown_kid_refresh_interval,
     };
+    // Secrets at cold start: JWKS AWSCURRENT + AWSPREVIOUS and the audit key, fetched concurrently
+    // (one round trip of latency). BatchGetSecretValue is not used: it cannot select a version
+    // stage (AWSPREVIOUS still needs GetSecretValue) and its IAM action takes no resource scope,
+    // so it would add a `Resource: "*"` statement to save one concurrent call.
+    let (keys, audit_log) = tokio::join!(
+        KeyCache::load(source, cache, clock.clone()),
+        audit_log(sdk, &audit, "authorizer", clock.now())
+    );
     Ok(Gate {
-        keys: KeyCache::load(source, cache, clock.clone()).await?,
+        keys: keys?,
         policy: PolicyStore::embedded()?,
         token_policy: TokenPolicy {
             issuer: config.issuer,
@@ -109,7 +117,7 @@ pub async fn gate(
             max_lifetime: config.max_token_lifetime,
         },
         failures: FailureGuard::new(limiter(sdk, &rate), failures),
-        audit: audit_log(sdk, &audit, "authorizer", clock.now()).await?,
+        audit: audit_log?,
         clock,
     })
 }
