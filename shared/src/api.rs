@@ -86,7 +86,11 @@ pub struct PredictRequest {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
     pub max_prompt_chars: usize,
+    /// The deployment's range for `max_tokens` (outside it: 400). What a role may use is a
+    /// policy question, checked later (403).
     pub max_tokens_cap: u32,
+    /// Used when the body names no `max_tokens`.
+    pub default_max_tokens: u32,
 }
 
 impl PredictRequest {
@@ -107,9 +111,7 @@ impl PredictRequest {
         if !temperature.is_finite() || !TEMPERATURE_RANGE.contains(&temperature) {
             return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
         }
-        let max_tokens = raw
-            .max_tokens
-            .unwrap_or(DEFAULT_MAX_TOKENS.min(limits.max_tokens_cap));
+        let max_tokens = raw.max_tokens.unwrap_or(limits.default_max_tokens);
         if max_tokens == 0 || max_tokens > limits.max_tokens_cap {
             return Err(ApiError::invalid(
                 "max_tokens",
@@ -153,6 +155,7 @@ mod tests {
     const LIMITS: RequestLimits = RequestLimits {
         max_prompt_chars: 10,
         max_tokens_cap: 100,
+        default_max_tokens: 100,
     };
 
     fn field_of(r: Result<PredictRequest, ApiError>) -> String {

@@ -160,9 +160,12 @@ impl Predictor {
             max_prompt_chars: usize::try_from(role_limits.max_prompt_chars)
                 .unwrap_or(usize::MAX)
                 .min(self.config.default_max_prompt_chars),
-            max_tokens_cap: role_limits.max_tokens.min(self.config.max_tokens_cap),
+            max_tokens_cap: self.config.max_tokens_cap,
+            default_max_tokens: crate::api::DEFAULT_MAX_TOKENS
+                .min(role_limits.max_tokens)
+                .min(self.config.max_tokens_cap),
         };
-        if limits.max_prompt_chars == 0 || limits.max_tokens_cap == 0 {
+        if limits.max_prompt_chars == 0 || limits.default_max_tokens == 0 {
             return Err(ApiError::Forbidden {
                 reason: "your roles grant no predict budget".into(),
             });
@@ -184,6 +187,14 @@ impl Predictor {
         if !decision.allowed {
             return Err(ApiError::Forbidden {
                 reason: format!("your roles may not use model {model:?}"),
+            });
+        }
+        if req.max_tokens > role_limits.max_tokens {
+            return Err(ApiError::Forbidden {
+                reason: format!(
+                    "max_tokens {} exceeds the {} your roles allow",
+                    req.max_tokens, role_limits.max_tokens
+                ),
             });
         }
         let rate = self
@@ -423,6 +434,26 @@ mod tests {
             ),
         ];
         let mut cases = cases;
+        // max_tokens: above the deployment's range is invalid (400); above what the role allows
+        // is a policy refusal (403).
+        cases.push((
+            alice(&["analyst"], None),
+            Some("application/json"),
+            r#"{"prompt":"hi","max_tokens":5000}"#,
+            400,
+        ));
+        cases.push((
+            alice(&["analyst"], None),
+            Some("application/json"),
+            r#"{"prompt":"hi","max_tokens":2000}"#,
+            403,
+        ));
+        cases.push((
+            alice(&["ai_operator"], None),
+            Some("application/json"),
+            r#"{"prompt":"hi","max_tokens":2000}"#,
+            200,
+        ));
         // The screen: an injection is refused as a 400 problem, and a prompt that is nothing but
         // invisible characters is empty once sanitized.
         cases.push((
