@@ -222,6 +222,15 @@ impl Predictor {
         // Sanitize, then screen the normalized text and what was hidden in it. The model only
         // ever sees the sanitized text.
         let clean = sanitize(req.prompt.as_str());
+        // NFKC can expand text many times over (U+FDFA becomes 18 characters): refuse what the
+        // screen could not read in full, rather than forward an unscreened tail to the model.
+        let screen_cap = self.screener.config().max_input_bytes;
+        if clean.text.len().saturating_add(clean.hidden.len()) > screen_cap {
+            return Err(ApiError::invalid(
+                "prompt",
+                format!("expands to more than {screen_cap} bytes once normalized"),
+            ));
+        }
         let screen = self.screener.screen(&clean);
         trail.screen = Some(ScreenAudit {
             verdict: verdict_name(screen.verdict).to_owned(),
@@ -317,7 +326,7 @@ mod tests {
             model: Box::new(EchoModel),
             config: PredictConfig {
                 model_backend: ModelBackendKind::Echo,
-                max_body_bytes: 1024,
+                max_body_bytes: 4096,
                 default_max_prompt_chars: 8000,
                 max_tokens_cap: 4096,
                 model_timeout: Duration::from_secs(1),
@@ -351,7 +360,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_table() {
-        let big = format!("{{\"prompt\":\"{}\"}}", "a".repeat(2000));
+        let big = format!("{{\"prompt\":\"{}\"}}", "a".repeat(5000));
         let cases: Vec<(Option<Principal>, Option<&str>, &str, u16)> = vec![
             (
                 alice(&["ai_operator"], None),
@@ -434,6 +443,15 @@ mod tests {
             ),
         ];
         let mut cases = cases;
+        // A prompt within the character limit whose NFKC form outgrows the screen's cap is refused,
+        // never forwarded with an unscreened tail.
+        let expanding = format!("{{\"prompt\":\"{}\"}}", "\u{FDFA}".repeat(1000));
+        cases.push((
+            alice(&["ai_operator"], None),
+            Some("application/json"),
+            Box::leak(expanding.into_boxed_str()),
+            400,
+        ));
         // max_tokens: above the deployment's range is invalid (400); above what the role allows
         // is a policy refusal (403).
         cases.push((

@@ -302,10 +302,19 @@ pub fn validate_claims(
         (None, Some(role)) => vec![role.into_owned()],
         (None, None) => Vec::new(),
     };
+    // Roles travel to predict as one comma-joined authorizer context value, and roles, tenant and
+    // sub land in logs and audit records: only plain identifiers pass, so a role such as
+    // "x,ai_operator" cannot turn into two roles downstream.
+    if roles.len() > 32 || !roles.iter().all(|r| is_identifier(r)) {
+        return Err(AuthError::InvalidClaim("roles"));
+    }
     let tenant = match c.tenant {
-        Some(t) if t.is_empty() => return Err(AuthError::InvalidClaim("tenant")),
+        Some(t) if !is_identifier(&t) => return Err(AuthError::InvalidClaim("tenant")),
         t => t.map(Cow::into_owned),
     };
+    if sub.len() > 256 || sub.chars().any(char::is_control) {
+        return Err(AuthError::InvalidClaim("sub"));
+    }
     let token_id = match c.jti {
         // jti ends up in audit logs: refuse control characters (CR/LF log injection) and junk.
         Some(j) if j.is_empty() || j.len() > 256 || j.chars().any(char::is_control) => {
@@ -320,6 +329,13 @@ pub fn validate_claims(
         tenant,
         token_id,
     })
+}
+
+/// 1–64 characters of `[A-Za-z0-9_.:@-]`: what role and tenant names are made of.
+fn is_identifier(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'-'))
 }
 
 /// First 16 hex chars of SHA-256(token): a stable, non-reversible id for logs.

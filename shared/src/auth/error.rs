@@ -82,8 +82,6 @@ pub enum KeyError {
     DuplicateJsonKey,
     #[error("JWKS is not an object with a `keys` array")]
     NotAJwks,
-    #[error("JWKS has no usable signing key")]
-    NoUsableKeys,
 }
 
 /// A failure of the JWKS source (e.g. Secrets Manager). Carries no secret material.

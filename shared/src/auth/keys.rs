@@ -186,8 +186,11 @@ impl KeyRing {
                 }
             }
         }
+        // A well-formed JWKS without a usable key is the owner's word, not an outage: it yields an
+        // empty ring that denies every token (how a deployer revokes everything at once), and is
+        // never confused with "Secrets Manager unreachable" (which keeps the last good ring).
         if keys.is_empty() {
-            return Err(KeyError::NoUsableKeys);
+            tracing::warn!("JWKS holds no usable signing key: every token will be denied");
         }
         report.loaded = keys.len();
         Ok((KeyRing { keys }, report))

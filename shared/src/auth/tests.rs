@@ -404,6 +404,10 @@ fn attack_table() {
         ("role array", bearer(&f.hs.token(&with(without(c.clone(), "roles"), "role", json!(["admin"])))), Err("invalid_claim")),
         ("tenant number", bearer(&f.hs.token(&with(c.clone(), "tenant", json!(7)))), Err("invalid_claim")),
         ("jti with CRLF", bearer(&f.hs.token(&with(c.clone(), "jti", json!("a\r\nb")))), Err("invalid_claim")),
+        ("role with a comma (would split downstream)", bearer(&f.hs.token(&with(c.clone(), "roles", json!(["analyst", "x,ai_operator"])))), Err("invalid_claim")),
+        ("role with a space", bearer(&f.hs.token(&with(c.clone(), "roles", json!(["ai operator"])))), Err("invalid_claim")),
+        ("tenant with a newline", bearer(&f.hs.token(&with(c.clone(), "tenant", json!("acme\nx")))), Err("invalid_claim")),
+        ("sub with CRLF", bearer(&f.hs.token(&with(c.clone(), "sub", json!("u\r\nfake log line")))), Err("invalid_claim")),
     ];
 
     let policy = policy();
@@ -619,10 +623,10 @@ fn ring_document_errors() {
         KeyRing::from_jwks(r#"{"keys":{}}"#, None).err(),
         Some(KeyError::NotAJwks)
     );
-    assert_eq!(
-        KeyRing::from_jwks(r#"{"keys":[]}"#, None).err(),
-        Some(KeyError::NoUsableKeys)
-    );
+    // A well-formed but empty JWKS is a valid (deny-everything) ring, not an error.
+    let (empty, report) = KeyRing::from_jwks(r#"{"keys":[]}"#, None).unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(report.loaded, 0);
     let dup = format!(r#"{{"keys":[{}],"keys":[]}}"#, hs.jwk());
     assert_eq!(
         KeyRing::from_jwks(&dup, None).err(),
@@ -723,12 +727,42 @@ async fn load_fails_without_keys() {
         KeyCache::load(src.clone(), CacheConfig::default(), clock.clone()).await,
         Err(AuthError::KeysUnavailable)
     ));
+    // A malformed document is no better than an outage.
     src.fail(false);
-    src.set(r#"{"keys":[]}"#.into(), None);
+    src.set("{not json".into(), None);
     assert!(matches!(
         KeyCache::load(src, CacheConfig::default(), clock).await,
         Err(AuthError::KeysUnavailable)
     ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn publishing_an_empty_jwks_revokes_at_the_next_refresh() {
+    let a = TestKey::hmac("key-a", "HS256", 32);
+    let (src, clock) = setup(&[&a], None);
+    let cache = KeyCache::load(src.clone(), CacheConfig::default(), clock.clone())
+        .await
+        .unwrap();
+    let p = policy();
+    let fresh = |clock: &ManualClock| bearer(&a.token(&claims_at(now_secs(clock))));
+    assert!(cache.verify(&p, &fresh(&clock)).await.is_ok());
+    // The owner publishes an empty key set (AWSPREVIOUS dropped too): once the refresh period has
+    // passed, the old key no longer verifies, instead of being served for the staleness hour.
+    src.set(r#"{"keys":[]}"#.into(), None);
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        cache.verify(&p, &fresh(&clock)).await,
+        Err(AuthError::UnknownKid)
+    );
+    // And a stack deployed with the template's empty JWKS starts and denies, rather than crash.
+    let (empty_src, clock) = setup(&[], None);
+    let empty = KeyCache::load(empty_src, CacheConfig::default(), clock.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        empty.verify(&p, &fresh(&clock)).await,
+        Err(AuthError::UnknownKid)
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
