@@ -3,6 +3,7 @@
 //! mid-run, requests get 503, no 200 goes out without its record, and nothing is half-written.
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -152,24 +153,47 @@ async fn outage_run(emu: &mut gatehouse_dev::emulator::Emulator, direct: &SdkCon
     let via_proxy = gatehouse_dev::emulator::sdk_config(&proxy.endpoint).await;
     let policy = gatehouse_tests::ddb::policy_with_operator_limit(100_000)?;
     let p = Arc::new(gatehouse_tests::ddb::predictor(&via_proxy, policy).await?);
+    // Outage driven by what the requests see, not by wall-clock guesses (the machine may be slow):
+    // cut the emulator off once some requests have succeeded, restore it once some have failed.
+    let seen = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let mut tasks = Vec::new();
     for t in 0..6 {
-        let p = p.clone();
+        let (p, seen) = (p.clone(), seen.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for i in 0..25 {
                 let rid = format!("o{t}-{i}");
                 let r = send(&p, &rid, "outage").await;
+                match r.status().as_u16() {
+                    200 => seen.0.fetch_add(1, Ordering::SeqCst),
+                    _ => seen.1.fetch_add(1, Ordering::SeqCst),
+                };
                 out.push((rid, r.status().as_u16(), r.body().clone()));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             out
         }));
     }
-    // Cut the emulator off mid-run, then bring it back.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let wait_for = |counter: usize, n: usize| {
+        let seen = seen.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                let v = if counter == 0 {
+                    seen.0.load(Ordering::SeqCst)
+                } else {
+                    seen.1.load(Ordering::SeqCst)
+                };
+                if v >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(0, 12).await;
     proxy.set_up(false);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for(1, 6).await;
     proxy.set_up(true);
     let mut results = Vec::new();
     for t in tasks {

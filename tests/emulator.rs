@@ -12,7 +12,7 @@ fn expose(s: &SecretString) -> &str {
 
 #[tokio::test]
 async fn jwks_source_reads_current_and_previous_across_rotation() {
-    let (endpoint, _own) = emulator(4590).await;
+    let (endpoint, _own) = emulator(gatehouse_tests::ddb::port(4590)).await;
     let sdk = gatehouse_dev::emulator::sdk_config(&endpoint).await;
     let client = aws_sdk_secretsmanager::Client::new(&sdk);
     let name = format!("jwks-test-{}", uuid::Uuid::new_v4());

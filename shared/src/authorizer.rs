@@ -59,6 +59,16 @@ pub struct AuthRequest<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+/// Only a bad credential counts towards an IP's block: not our own key outage
+/// (`keys_unavailable`), and not a valid token on a route its roles do not open
+/// (`forbidden_route`), or every client behind a shared NAT would be locked out with them.
+fn counts_against_ip(reason: &str) -> bool {
+    !matches!(
+        reason,
+        "keys_unavailable" | "forbidden_route" | "ip_blocked" | "allowed"
+    )
+}
+
 impl<S: JwksSource> Gate<S> {
     /// IP guard → token → route policy. Every denial is counted against its source IP and
     /// audited; an allow costs no DynamoDB call (predict audits the request itself).
@@ -76,7 +86,7 @@ impl<S: JwksSource> Gate<S> {
         if d.allowed {
             return d;
         }
-        if !blocked {
+        if !blocked && counts_against_ip(d.reason) {
             // A failed count only weakens the stuffing guard; the denial stands either way.
             if let Err(e) = self.failures.record_failure(ip, now).await {
                 tracing::error!(request_id = req.request_id, error = %e, "auth-failure counter unavailable");

@@ -70,15 +70,32 @@ impl AuthorizerConfig {
                 reason: "leeway above 30 s weakens expiry checks".into(),
             });
         }
+        let keys_refresh = env.secs("GATEHOUSE_KEYS_REFRESH_SECS", 300)?;
+        let keys_max_staleness = env.secs("GATEHOUSE_KEYS_MAX_STALENESS_SECS", 3600)?;
+        let unknown_kid_refresh_interval = env.secs("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", 30)?;
+        // A zero period would let random kids trigger a Secrets Manager call per request, and a
+        // staleness below the refresh period would deny everyone between the two.
+        if keys_refresh.is_zero() || unknown_kid_refresh_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_KEYS_REFRESH_SECS",
+                reason: "key refresh periods (GATEHOUSE_KEYS_REFRESH_SECS, GATEHOUSE_UNKNOWN_KID_REFRESH_SECS) must be at least 1 s".into(),
+            });
+        }
+        if keys_max_staleness < keys_refresh {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_KEYS_MAX_STALENESS_SECS",
+                reason: "must be at least GATEHOUSE_KEYS_REFRESH_SECS".into(),
+            });
+        }
         Ok(Self {
             jwks_secret_id: env.required("GATEHOUSE_JWKS_SECRET_ID")?,
             issuer: env.required("GATEHOUSE_ISSUER")?,
             audience: env.required("GATEHOUSE_AUDIENCE")?,
             leeway,
             max_token_lifetime: env.secs("GATEHOUSE_MAX_TOKEN_LIFETIME_SECS", 3600)?,
-            keys_refresh: env.secs("GATEHOUSE_KEYS_REFRESH_SECS", 300)?,
-            keys_max_staleness: env.secs("GATEHOUSE_KEYS_MAX_STALENESS_SECS", 3600)?,
-            unknown_kid_refresh_interval: env.secs("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", 30)?,
+            keys_refresh,
+            keys_max_staleness,
+            unknown_kid_refresh_interval,
         })
     }
 }
@@ -230,10 +247,10 @@ pub struct AuthFailureConfig {
 impl AuthFailureConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let window = env.secs("GATEHOUSE_AUTH_FAIL_WINDOW_SECS", 300)?;
-        if window.is_zero() {
+        if window.is_zero() || window > Duration::from_secs(86_400) {
             return Err(ConfigError::Invalid {
                 name: "GATEHOUSE_AUTH_FAIL_WINDOW_SECS",
-                reason: "must be at least 1".into(),
+                reason: "must be between 1 and 86400".into(),
             });
         }
         Ok(Self {
@@ -319,6 +336,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn key_refresh_settings_must_be_coherent() {
+        let base = [
+            ("GATEHOUSE_JWKS_SECRET_ID", "s"),
+            ("GATEHOUSE_ISSUER", "i"),
+            ("GATEHOUSE_AUDIENCE", "a"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = base.to_vec();
+            v.push(extra);
+            AuthorizerConfig::from_env(&env(&v))
+        };
+        assert!(with(("GATEHOUSE_KEYS_REFRESH_SECS", "0")).is_err());
+        assert!(with(("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", "0")).is_err());
+        assert!(matches!(
+            with(("GATEHOUSE_KEYS_MAX_STALENESS_SECS", "60")),
+            Err(ConfigError::Invalid {
+                name: "GATEHOUSE_KEYS_MAX_STALENESS_SECS",
+                ..
+            })
+        ));
+        assert!(with(("GATEHOUSE_KEYS_MAX_STALENESS_SECS", "300")).is_ok());
     }
 
     #[test]

@@ -190,18 +190,30 @@ impl PolicyStore {
         self.roles.get(id)
     }
 
-    /// The most generous of each limit over the principal's known roles; `None` when no role is
-    /// known (such a principal has no grants either).
+    /// The most generous limits over the principal's known roles (the rate as a whole pair, the
+    /// other limits each on its own); `None` when no role is known (such a principal has no
+    /// grants either).
     pub fn limits_for(&self, roles: &[String]) -> Option<RoleLimits> {
         roles
             .iter()
             .filter_map(|r| self.roles.get(r))
             .copied()
-            .reduce(|a, b| RoleLimits {
-                requests_per_window: a.requests_per_window.max(b.requests_per_window),
-                window_seconds: a.window_seconds.min(b.window_seconds),
-                max_prompt_chars: a.max_prompt_chars.max(b.max_prompt_chars),
-                max_tokens: a.max_tokens.max(b.max_tokens),
+            .reduce(|a, b| {
+                // The rate limit is a (count, window) pair: keep the pair with the higher rate,
+                // never mix one role's count with another's shorter window.
+                let a_rate = u64::from(a.requests_per_window) * u64::from(b.window_seconds);
+                let b_rate = u64::from(b.requests_per_window) * u64::from(a.window_seconds);
+                let (count, window) = if b_rate > a_rate {
+                    (b.requests_per_window, b.window_seconds)
+                } else {
+                    (a.requests_per_window, a.window_seconds)
+                };
+                RoleLimits {
+                    requests_per_window: count,
+                    window_seconds: window,
+                    max_prompt_chars: a.max_prompt_chars.max(b.max_prompt_chars),
+                    max_tokens: a.max_tokens.max(b.max_tokens),
+                }
             })
     }
 
@@ -448,5 +460,28 @@ mod tests {
         assert_eq!(l.requests_per_window, 60);
         assert_eq!(l.max_prompt_chars, 8000);
         assert!(store.limits_for(&["nobody".into()]).is_none());
+        // 1000 an hour and 10 a minute must not combine into 1000 a minute.
+        let hourly = RoleLimits {
+            requests_per_window: 1000,
+            window_seconds: 3600,
+            max_prompt_chars: 1,
+            max_tokens: 1,
+        };
+        let minutely = RoleLimits {
+            requests_per_window: 10,
+            window_seconds: 60,
+            max_prompt_chars: 1,
+            max_tokens: 1,
+        };
+        let store = PolicyStore {
+            roles: [("h".to_string(), hourly), ("m".to_string(), minutely)].into(),
+            ..store
+        };
+        let l = store.limits_for(&["m".into(), "h".into()]).unwrap();
+        assert_eq!(
+            (l.requests_per_window, l.window_seconds),
+            (1000, 3600),
+            "1000/h (16.7/min) beats 10/min; never 1000/min"
+        );
     }
 }

@@ -57,6 +57,22 @@ pub fn infra_checks() -> Result<()> {
     Ok(())
 }
 
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 pub async fn run() -> Result<()> {
     tools::ensure_venv(TEST_REQUIREMENTS)?;
     step(
@@ -94,7 +110,7 @@ pub async fn run() -> Result<()> {
     .await?;
     let (emulator, gateway) = (stack.emulator.endpoint.clone(), stack.gateway.url());
     // Blocking wait off the async workers: the gateway serves the tests from this process.
-    let result = tokio::task::spawn_blocking(move || {
+    let tests = tokio::task::spawn_blocking(move || {
         step(
             "cargo test --workspace",
             Command::new(cargo())
@@ -106,10 +122,13 @@ pub async fn run() -> Result<()> {
                     format!("http://127.0.0.1:{}", Ports::TEST.offset_from_env().invoke),
                 ),
         )
-    })
-    .await
-    .context("test runner task")
-    .and_then(|r| r);
+    });
+    // Stop the stack on Ctrl-C or SIGTERM too (a cancelled CI job), so no emulator or watch
+    // process outlives the run and blocks the next one's ports.
+    let result = tokio::select! {
+        r = tests => r.context("test runner task").and_then(|r| r),
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     stack.stop().await;
     result?;
     eprintln!("==> all checks passed");

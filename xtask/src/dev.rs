@@ -46,7 +46,7 @@ pub async fn run() -> Result<()> {
         invoke = Ports::DEV.offset_from_env().invoke,
         emu = stack.emulator.endpoint,
     );
-    tokio::signal::ctrl_c().await?;
+    crate::checks::shutdown_signal().await;
     eprintln!("\n==> stopping");
     stack.stop().await;
     Ok(())

@@ -67,6 +67,8 @@ pub enum Decision {
     Unavailable,
     /// The authorizer denied the token (or the source IP).
     Denied,
+    /// Predict got no principal from the authorizer context (API Gateway misconfigured?): 401.
+    Unauthenticated,
 }
 
 impl Decision {
@@ -80,10 +82,11 @@ impl Decision {
             Self::BackendError => "backend_error",
             Self::Unavailable => "unavailable",
             Self::Denied => "denied",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 
-    pub const ALL: [Decision; 8] = [
+    pub const ALL: [Decision; 9] = [
         Self::Allowed,
         Self::Invalid,
         Self::Forbidden,
@@ -92,12 +95,14 @@ impl Decision {
         Self::BackendError,
         Self::Unavailable,
         Self::Denied,
+        Self::Unauthenticated,
     ];
 
     /// The audit decision of a predict error.
     pub fn of_error(e: &ApiError) -> Self {
         match e {
-            ApiError::Unauthenticated | ApiError::Forbidden { .. } => Self::Forbidden,
+            ApiError::Unauthenticated => Self::Unauthenticated,
+            ApiError::Forbidden { .. } => Self::Forbidden,
             ApiError::UnsupportedMediaType
             | ApiError::PayloadTooLarge { .. }
             | ApiError::Invalid { .. } => Self::Invalid,
@@ -374,7 +379,14 @@ impl AuditLog {
                 // last record we KNOW exists, instead of leaving a gap or a fork in this one.
                 let confirmed = chain.next_seq - 1;
                 let old = std::mem::take(&mut chain.segment);
-                *chain = Chain::fresh(ev.time, Some((old, confirmed)));
+                // Nothing confirmed in this segment: keep pointing at the last record known to
+                // exist (in its predecessor), so a second failure in a row cannot cut the link.
+                let link = if confirmed == 0 {
+                    chain.prev_segment.take()
+                } else {
+                    Some((old, confirmed))
+                };
+                *chain = Chain::fresh(ev.time, link);
                 Err(e)
             }
         }
@@ -503,6 +515,9 @@ mod tests {
         assert_eq!(a.segment, b.segment);
         sink.failing.store(true, Ordering::SeqCst);
         assert!(log.record(&event("r3", &p)).await.is_err());
+        // A second failure in a row (the new segment's first write) must not cut the link back
+        // to the last record known to exist.
+        assert!(log.record(&event("r3b", &p)).await.is_err());
         sink.failing.store(false, Ordering::SeqCst);
         let c = log.record(&event("r4", &p)).await.unwrap();
         assert_ne!(c.segment, a.segment);

@@ -74,7 +74,7 @@ impl Window {
     }
 
     pub fn end(&self) -> u64 {
-        self.start + self.secs
+        self.start.saturating_add(self.secs)
     }
 
     /// Whole seconds until the window ends, at least 1 (what `Retry-After` and `t=` carry).
@@ -129,7 +129,7 @@ impl RateLimiter {
             key: &key,
             limit: limits.requests_per_window,
             sub: sub_limit.map(|l| (attr.as_str(), l)),
-            expires_at: window.end() + TTL_SLACK_SECS,
+            expires_at: window.end().saturating_add(TTL_SLACK_SECS),
         };
         let out = self.counter.hit(&hit).await?;
         Ok(status(&hit, &out, window, now))
@@ -150,7 +150,7 @@ impl RateLimiter {
             key: &key,
             limit,
             sub: None,
-            expires_at: window.end() + TTL_SLACK_SECS,
+            expires_at: window.end().saturating_add(TTL_SLACK_SECS),
         };
         let out = self.counter.hit(&hit).await?;
         Ok(status(&hit, &out, window, now))

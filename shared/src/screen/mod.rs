@@ -288,7 +288,10 @@ impl Screener {
         if depth < MAX_DECODE_DEPTH {
             for (enc, payload) in decode::payloads(text) {
                 if payload.len() > ev.budget {
-                    break;
+                    // Skip this one but keep decoding the rest (a big decoy must not hide a small
+                    // payload after it), and say that something went unread.
+                    ev.hit("decode_budget_exhausted", 0.3);
+                    continue;
                 }
                 ev.budget -= payload.len();
                 let inner = sanitize(&payload);
