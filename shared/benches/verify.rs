@@ -177,6 +177,21 @@ fn main() {
         });
         g.finish();
     }
+    // The Cedar route check on a memo miss (a new principal each time): what the first request
+    // of each (sub, roles, tenant, route) costs on top of the verify.
+    let miss = std::sync::atomic::AtomicU64::new(0);
+    crit.bench_function("cedar_route_cold", |b| {
+        b.iter(|| {
+            let i = miss.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = gatehouse::auth::Principal {
+                sub: format!("user-{i}"),
+                roles: vec!["ai_operator".into()],
+                tenant: None,
+                token_id: "t".into(),
+            };
+            assert!(store.authorize_route(&p, "POST /v1/predict").allowed);
+        })
+    });
     crit.final_summary();
 
     // Interleaved A/B rounds (alternating which side goes first), so load from other processes on
