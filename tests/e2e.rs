@@ -60,14 +60,7 @@ async fn bad_signature_is_403() {
         ..DevKey::generate("x").unwrap()
     };
     let (issuer, audience) = gatehouse_dev::stack::token_claims_from_template().unwrap();
-    let spec = TokenSpec {
-        sub: "mallory".into(),
-        roles: vec!["ai_operator".into()],
-        tenant: None,
-        ttl_secs: 300,
-        issuer,
-        audience,
-    };
+    let spec = TokenSpec::new("mallory", &["ai_operator"], None, 300, issuer, audience);
     let forged = gatehouse_dev::devkeys::mint(&forger, &spec).unwrap();
     let (status, _, body) = post(Some(&forged), "/v1/predict", r#"{"prompt":"hi"}"#).await;
     assert_eq!(status, 403, "{body}");

@@ -29,14 +29,7 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
     let sub = format!("e2e-rl-{nanos:x}");
     let token = devkeys::mint(
         &key,
-        &TokenSpec {
-            sub: sub.clone(),
-            roles: vec!["ai_operator".into()],
-            tenant: None,
-            ttl_secs: 600,
-            issuer,
-            audience,
-        },
+        &TokenSpec::new(&sub, &["ai_operator"], None, 600, issuer, audience),
     )?;
     // 70 requests must fall in one fixed minute: start a fresh one if this one is ending.
     let left = gatehouse_tests::ddb::secs_left_in_window(60);

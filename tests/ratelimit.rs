@@ -207,14 +207,7 @@ async fn gate(sdk: &SdkConfig, key: &DevKey, limit: u32) -> Result<Gate<StaticJw
 fn bearer(key: &DevKey) -> Result<String> {
     let t = devkeys::mint(
         key,
-        &TokenSpec {
-            sub: "alice".into(),
-            roles: vec!["ai_operator".into()],
-            tenant: None,
-            ttl_secs: 300,
-            issuer: ISS.into(),
-            audience: AUD.into(),
-        },
+        &TokenSpec::new("alice", &["ai_operator"], None, 300, ISS.into(), AUD.into()),
     )?;
     Ok(format!("Bearer {t}"))
 }

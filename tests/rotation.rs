@@ -13,14 +13,7 @@ use serde_json::{Value, json};
 
 fn token(key: &DevKey) -> String {
     let (issuer, audience) = gatehouse_dev::stack::token_claims_from_template().unwrap();
-    let spec = TokenSpec {
-        sub: "rotation".into(),
-        roles: vec!["ai_operator".into()],
-        tenant: None,
-        ttl_secs: 300,
-        issuer,
-        audience,
-    };
+    let spec = TokenSpec::new("rotation", &["ai_operator"], None, 300, issuer, audience);
     devkeys::mint(key, &spec).unwrap()
 }
 

@@ -145,6 +145,42 @@ pub struct TokenSpec {
     pub audience: String,
 }
 
+impl TokenSpec {
+    pub fn new(
+        sub: &str,
+        roles: &[&str],
+        tenant: Option<&str>,
+        ttl_secs: u64,
+        issuer: String,
+        audience: String,
+    ) -> Self {
+        Self {
+            sub: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            tenant: tenant.map(str::to_owned),
+            ttl_secs,
+            issuer,
+            audience,
+        }
+    }
+}
+
+/// A token signed with the dev key (generated on first use), carrying the issuer and audience
+/// the template gives the authorizer.
+pub fn mint_dev_token(
+    sub: &str,
+    roles: &[&str],
+    tenant: Option<&str>,
+    ttl_secs: u64,
+) -> Result<String> {
+    let key = ensure_dev_key()?;
+    let (issuer, audience) = crate::stack::token_claims_from_template()?;
+    mint(
+        &key,
+        &TokenSpec::new(sub, roles, tenant, ttl_secs, issuer, audience),
+    )
+}
+
 pub fn mint(key: &DevKey, spec: &TokenSpec) -> Result<String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

@@ -233,17 +233,15 @@ impl Stack {
         tenant: Option<&str>,
         ttl_secs: u64,
     ) -> Result<String> {
-        devkeys::mint(
-            &self.key,
-            &TokenSpec {
-                sub: sub.into(),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-                tenant: tenant.map(str::to_owned),
-                ttl_secs,
-                issuer: self.issuer.clone(),
-                audience: self.audience.clone(),
-            },
-        )
+        let spec = TokenSpec::new(
+            sub,
+            roles,
+            tenant,
+            ttl_secs,
+            self.issuer.clone(),
+            self.audience.clone(),
+        );
+        devkeys::mint(&self.key, &spec)
     }
 
     pub async fn stop(&mut self) {

@@ -23,3 +23,4 @@ pub mod sanitize;
 pub mod screen;
 pub mod secrets;
 pub mod setup;
+pub mod text;

@@ -29,20 +29,7 @@ pub fn stack_var(name: &str) -> String {
 
 /// A token signed with the dev key, with the template's issuer and audience.
 pub fn dev_token(sub: &str, roles: &[&str], tenant: Option<&str>, ttl_secs: u64) -> String {
-    let key = gatehouse_dev::devkeys::ensure_dev_key().unwrap();
-    let (issuer, audience) = gatehouse_dev::stack::token_claims_from_template().unwrap();
-    gatehouse_dev::devkeys::mint(
-        &key,
-        &gatehouse_dev::devkeys::TokenSpec {
-            sub: sub.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            tenant: tenant.map(str::to_owned),
-            ttl_secs,
-            issuer,
-            audience,
-        },
-    )
-    .unwrap()
+    gatehouse_dev::devkeys::mint_dev_token(sub, roles, tenant, ttl_secs).unwrap()
 }
 
 /// The emulator to use: the stack's (under `cargo xtask test`) or a fresh one on `port`.

@@ -1,7 +1,7 @@
 //! `cargo xtask dev` and `cargo xtask token`.
 use anyhow::Result;
-use gatehouse_dev::devkeys::{self, TokenSpec};
-use gatehouse_dev::stack::{self, Ports, Stack, StackOptions};
+use gatehouse_dev::devkeys;
+use gatehouse_dev::stack::{Ports, Stack, StackOptions};
 use gatehouse_dev::tools;
 
 pub const DEV_REQUIREMENTS: &[&str] = &["requirements.txt"];
@@ -12,19 +12,7 @@ pub fn mint_token(
     tenant: Option<&str>,
     ttl_secs: u64,
 ) -> Result<String> {
-    let key = devkeys::ensure_dev_key()?;
-    let (issuer, audience) = stack::token_claims_from_template()?;
-    devkeys::mint(
-        &key,
-        &TokenSpec {
-            sub: sub.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            tenant: tenant.map(str::to_owned),
-            ttl_secs,
-            issuer,
-            audience,
-        },
-    )
+    devkeys::mint_dev_token(sub, roles, tenant, ttl_secs)
 }
 
 pub async fn run() -> Result<()> {

@@ -13,6 +13,7 @@
 //! own making, and the verifier can tell a truncated predecessor. What a chain cannot show is a
 //! record deleted from the END of the newest segment (nothing follows it): see
 //! docs/ratelimit-audit.md for that limit and its mitigations.
+use crate::text::cap;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
@@ -189,18 +190,6 @@ pub fn millis(t: SystemTime) -> u64 {
 
 /// Longest user agent kept; longer ones are cut (they are attacker-controlled).
 const MAX_USER_AGENT: usize = 512;
-
-/// Cuts `s` to at most `max` bytes at a char boundary.
-fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&s[..end], true)
-}
 
 /// Control characters (CR/LF among them) replaced, so a stored value never forges a line.
 fn neutral(s: &str) -> String {

@@ -8,6 +8,7 @@ pub mod normalize;
 pub mod rules;
 pub mod train;
 
+use crate::text::cap;
 use serde::Serialize;
 
 use crate::sanitize::{Sanitized, sanitize};
@@ -92,18 +93,6 @@ impl Evidence {
             self.hits.push((id, weight));
         }
     }
-}
-
-/// Longest prefix of `s` within `max` bytes, cut on a char boundary.
-fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (s.get(..end).unwrap_or(""), true)
 }
 
 impl Screener {

@@ -1,0 +1,25 @@
+//! Small text helpers shared by the screen and the audit log.
+
+/// The longest prefix of `s` within `max` bytes, cut on a char boundary, and whether anything was
+/// cut.
+pub fn cap(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (s.get(..end).unwrap_or(""), true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cuts_on_char_boundaries_only() {
+        assert_eq!(super::cap("héllo", 2), ("h", true));
+        assert_eq!(super::cap("héllo", 3), ("hé", true));
+        assert_eq!(super::cap("héllo", 64), ("héllo", false));
+        assert_eq!(super::cap("日本", 2), ("", true));
+    }
+}
