@@ -4,7 +4,6 @@
 //! count metric named after the decision (`Allowed`, `Denied`, `Blocked`, `RateLimited`, `Invalid`,
 //! `Forbidden`, `BackendError`, `Unavailable`) and `LatencyMs`. The alarms in
 //! `infra/template.yaml` use these names.
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -60,10 +59,9 @@ pub fn emit(fallback_function: &str, decision: Decision, latency: Duration) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let line = emf_line(&function, decision, latency, ts);
-    // One write of one line under the stdout lock, so it never interleaves with a log line.
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    // println! locks stdout for the whole line, so it never interleaves with a log line (and
+    // the test harness captures it).
+    println!("{}", emf_line(&function, decision, latency, ts));
 }
 
 #[cfg(test)]

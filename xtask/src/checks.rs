@@ -136,6 +136,8 @@ pub fn lambda_release_builds() -> Result<()> {
 /// (status, content type, headers, body) as documented.
 fn schemathesis(gateway: &str, token: &str) -> Result<()> {
     let report = paths::local_dir().join("schemathesis");
+    let har = report.join("run.har");
+    let _ = std::fs::remove_file(&har);
     step(
         "schemathesis (infra/openapi.yaml against the local gateway)",
         Command::new(paths::venv_bin().join("st"))
@@ -159,9 +161,33 @@ fn schemathesis(gateway: &str, token: &str) -> Result<()> {
                 "--report-dir",
             ])
             .arg(&report)
-            // The run's token never reaches the output.
+            .arg("--report-har-path")
+            .arg(&har)
+            .args(["--report", "har"])
+            // The run's token never reaches the output or the report.
             .args(["--output-sanitize", "true"]),
-    )
+    )?;
+    summarize_statuses(&har)
+}
+
+/// Prints how many responses of each status the run saw, and fails if none was a 200: a run
+/// that only ever met 401/403/429 would pass every check without testing the API.
+fn summarize_statuses(har: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(har).with_context(|| format!("reading {}", har.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("HAR report is not JSON")?;
+    let mut counts = std::collections::BTreeMap::<u64, u32>::new();
+    for e in v["log"]["entries"].as_array().into_iter().flatten() {
+        if let Some(s) = e["response"]["status"].as_u64() {
+            *counts.entry(s).or_default() += 1;
+        }
+    }
+    let seen: Vec<String> = counts.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+    eprintln!("    schemathesis responses: {}", seen.join(", "));
+    if !counts.contains_key(&200) {
+        bail!("schemathesis got no 200 at all: the run did not exercise the API");
+    }
+    Ok(())
 }
 
 pub async fn run() -> Result<()> {
