@@ -104,9 +104,6 @@ fn step(name: &str, a: &Answer, want: u16) -> Result<()> {
 }
 
 pub async fn run(args: &SmokeArgs) -> Result<()> {
-    // reqwest is built without a TLS provider of its own (see xtask/Cargo.toml); Err only means
-    // one is installed already.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
