@@ -136,7 +136,9 @@ pub fn lambda_release_builds() -> Result<()> {
 /// (status, content type, headers, body) as documented.
 fn schemathesis(gateway: &str, token: &str) -> Result<()> {
     let report = paths::local_dir().join("schemathesis");
+    std::fs::create_dir_all(&report)?;
     let har = report.join("run.har");
+    // A stale report from an earlier run must not stand in for this one.
     let _ = std::fs::remove_file(&har);
     step(
         "schemathesis (infra/openapi.yaml against the local gateway)",
