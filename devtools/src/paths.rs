@@ -19,6 +19,25 @@ pub fn venv_bin() -> PathBuf {
     venv_dir().join("bin")
 }
 
+/// checkov's own venv (its pins conflict with the SAM CLI's).
+pub fn checkov_venv_dir() -> PathBuf {
+    local_dir().join("venv-checkov")
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `target/` in the checkout.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_relative() {
+                repo_root().join(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
 /// The dev signing keys: `private-jwks.json` (with private parts) and `public-jwks.json`.
 pub fn dev_keys_dir() -> PathBuf {
     local_dir().join("dev-keys")

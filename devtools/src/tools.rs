@@ -19,7 +19,13 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 /// Creates the venv and installs the pinned requirements files given (relative to
 /// `devtools/python/`). A stamp per requirements file skips pip when nothing changed.
 pub fn ensure_venv(requirements: &[&str]) -> Result<()> {
-    let venv = paths::venv_dir();
+    ensure_venv_at(&paths::venv_dir(), requirements)
+}
+
+/// `ensure_venv` for a venv of its own: for tools whose pins conflict with the main venv's
+/// (checkov pins boto3 to a version aws-sam-cli refuses).
+pub fn ensure_venv_at(venv: &Path, requirements: &[&str]) -> Result<()> {
+    let venv = venv.to_path_buf();
     let python = venv.join("bin").join("python");
     if !python.exists() {
         eprintln!("==> creating Python venv at {}", venv.display());

@@ -100,11 +100,13 @@ impl Predictor {
         let written = match self.audit.record(&event).await {
             Ok(at) => at,
             Err(e) => {
+                crate::metrics::emit("predict", Decision::Unavailable, started.elapsed());
                 // No record, no answer: the model output (if any) is dropped here.
                 tracing::error!(request_id, principal = sub, decision = decision.as_str(), error = %e, "audit write failed; answering 503");
                 return problem_response(&ApiError::Unavailable(e.to_string()), request_id);
             }
         };
+        crate::metrics::emit("predict", decision, started.elapsed());
         let resp = match result {
             Ok(ok) => {
                 tracing::info!(

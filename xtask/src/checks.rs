@@ -7,6 +7,13 @@ use gatehouse_dev::stack::{Ports, Stack, StackOptions};
 use gatehouse_dev::tools;
 
 pub const TEST_REQUIREMENTS: &[&str] = &["requirements.txt", "requirements-infra.txt"];
+/// checkov has a venv of its own (its boto3 pin conflicts with the SAM CLI's).
+pub const CHECKOV_REQUIREMENTS: &[&str] = &["requirements-checkov.txt"];
+/// Sub-claim prefixes of the tokens the post-test steps mint: none of the tests use them, so
+/// the smoke test's 429 and schemathesis's load never spend another test's quota.
+const SMOKE_SUB: &str = "ci-smoke";
+const SMOKE_RATE_SUB: &str = "ci-smoke-ratelimit";
+const SCHEMATHESIS_SUB: &str = "ci-schemathesis";
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
@@ -54,6 +61,134 @@ pub fn infra_checks() -> Result<()> {
         "cfn-lint (translated template)",
         Command::new(venv.join("cfn-lint")).arg(&translated),
     )?;
+    // Suppressions live next to the resources they concern (Metadata.checkov.skip in
+    // infra/template.yaml), each with its reason; SAM copies function Metadata through.
+    step(
+        "checkov (translated template, offline)",
+        Command::new(paths::checkov_venv_dir().join("bin").join("checkov"))
+            .args([
+                "--skip-download",
+                "--framework",
+                "cloudformation",
+                "--compact",
+                "--quiet",
+                "--file",
+            ])
+            .arg(&translated),
+    )?;
+    Ok(())
+}
+
+fn aarch64_target_installed() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("aarch64-unknown-linux-gnu"))
+        .unwrap_or(false)
+}
+
+/// `cargo lambda build --release` of both functions per architecture, each into its own
+/// `--lambda-dir` under the target dir (reused across runs), then the bootstrap sizes.
+pub fn lambda_release_builds() -> Result<()> {
+    let mut arches = vec![("x86_64", "--x86-64")];
+    if aarch64_target_installed() {
+        arches.push(("arm64", "--arm64"));
+    } else {
+        eprintln!(
+            "==> note: the aarch64-unknown-linux-gnu Rust target is not installed; skipping the \
+             arm64 build (rustup target add aarch64-unknown-linux-gnu to include it)"
+        );
+    }
+    for (arch, flag) in arches {
+        let dir = paths::target_dir().join("lambda").join(arch);
+        step(
+            &format!("cargo lambda build --release ({arch})"),
+            Command::new(cargo())
+                .args([
+                    "lambda",
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "authorizer",
+                    "-p",
+                    "predict",
+                    flag,
+                    "--lambda-dir",
+                ])
+                .arg(&dir),
+        )?;
+        for function in ["authorizer", "predict"] {
+            let bootstrap = dir.join(function).join("bootstrap");
+            let size = std::fs::metadata(&bootstrap)
+                .with_context(|| format!("no {}", bootstrap.display()))?
+                .len();
+            eprintln!(
+                "    {arch:<7} {function:<10} bootstrap {:>6.2} MiB ({size} bytes)",
+                size as f64 / (1024.0 * 1024.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// schemathesis against the running gateway with infra/openapi.yaml: no 5xx, and every response
+/// (status, content type, headers, body) as documented.
+fn schemathesis(gateway: &str, token: &str) -> Result<()> {
+    let report = paths::local_dir().join("schemathesis");
+    std::fs::create_dir_all(&report)?;
+    let har = report.join("run.har");
+    // A stale report from an earlier run must not stand in for this one.
+    let _ = std::fs::remove_file(&har);
+    step(
+        "schemathesis (infra/openapi.yaml against the local gateway)",
+        Command::new(paths::venv_bin().join("st"))
+            .arg("run")
+            .arg(paths::repo_root().join("infra").join("openapi.yaml"))
+            .args(["--url", gateway])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_headers_conformance,response_schema_conformance",
+                "--max-examples",
+                "25",
+                "--seed",
+                "20261128",
+                "--workers",
+                "1",
+                "--generation-database",
+                "none",
+                "--no-color",
+                "--report-dir",
+            ])
+            .arg(&report)
+            .arg("--report-har-path")
+            .arg(&har)
+            .args(["--report", "har"])
+            // The run's token never reaches the output or the report.
+            .args(["--output-sanitize", "true"]),
+    )?;
+    summarize_statuses(&har)
+}
+
+/// Prints how many responses of each status the run saw, and fails if none was a 200: a run
+/// that only ever met 401/403/429 would pass every check without testing the API.
+fn summarize_statuses(har: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(har).with_context(|| format!("reading {}", har.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("HAR report is not JSON")?;
+    let mut counts = std::collections::BTreeMap::<u64, u32>::new();
+    for e in v["log"]["entries"].as_array().into_iter().flatten() {
+        if let Some(s) = e["response"]["status"].as_u64() {
+            *counts.entry(s).or_default() += 1;
+        }
+    }
+    let seen: Vec<String> = counts.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+    eprintln!("    schemathesis responses: {}", seen.join(", "));
+    if !counts.contains_key(&200) {
+        bail!("schemathesis got no 200 at all: the run did not exercise the API");
+    }
     Ok(())
 }
 
@@ -75,6 +210,7 @@ pub async fn shutdown_signal() {
 
 pub async fn run() -> Result<()> {
     tools::ensure_venv(TEST_REQUIREMENTS)?;
+    tools::ensure_venv_at(&paths::checkov_venv_dir(), CHECKOV_REQUIREMENTS)?;
     step(
         "cargo fmt --check",
         Command::new(cargo()).args(["fmt", "--all", "--check"]),
@@ -97,6 +233,7 @@ pub async fn run() -> Result<()> {
         Command::new(cargo()).args(["test", "--workspace", "--no-run", "--quiet"]),
     )?;
     infra_checks()?;
+    lambda_release_builds()?;
 
     let mut stack = Stack::start(StackOptions {
         ports: Ports::TEST.offset_from_env(),
@@ -129,8 +266,33 @@ pub async fn run() -> Result<()> {
         r = tests => r.context("test runner task").and_then(|r| r),
         _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
+    let result = match result {
+        Ok(()) => after_tests(&stack).await,
+        Err(e) => Err(e),
+    };
     stack.stop().await;
     result?;
     eprintln!("==> all checks passed");
     Ok(())
+}
+
+/// Against the test stack, after the tests: the deploy smoke test and schemathesis, each with
+/// subjects of its own (see SMOKE_SUB).
+async fn after_tests(stack: &Stack) -> Result<()> {
+    let gateway = stack.gateway.url();
+    let token = stack.token(SMOKE_SUB, &["ai_operator"], None, 900)?;
+    // analyst: the smallest quota that may call predict (20 per minute), so the 429 comes fast.
+    let rate_token = stack.token(SMOKE_RATE_SUB, &["analyst"], None, 900)?;
+    crate::smoke::run(&crate::smoke::SmokeArgs {
+        url: gateway.clone(),
+        token,
+        forbidden_token: None,
+        rate_token: Some(rate_token),
+        skip_rate_limit: false,
+    })
+    .await?;
+    let st_token = stack.token(SCHEMATHESIS_SUB, &["ai_operator"], None, 900)?;
+    tokio::task::spawn_blocking(move || schemathesis(&gateway, &st_token))
+        .await
+        .context("schemathesis task")?
 }

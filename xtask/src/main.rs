@@ -6,6 +6,7 @@ mod audit;
 mod checks;
 mod dev;
 mod screen;
+mod smoke;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Gatehouse dev automation")]
@@ -49,6 +50,8 @@ enum Cmd {
     AuditVerify(audit::VerifyArgs),
     /// Print audit records (JSON lines) by principal or by decision over a time range.
     AuditQuery(audit::QueryArgs),
+    /// Exercise a deployed stage: 200, 401, 403, 400 (suspicious prompt), 429 after the limit.
+    Smoke(smoke::SmokeArgs),
 }
 
 #[tokio::main]
@@ -75,5 +78,6 @@ async fn main() -> Result<()> {
         Cmd::TrainScreen { input, out } => screen::train_model(input, out),
         Cmd::AuditVerify(args) => audit::verify(args).await,
         Cmd::AuditQuery(args) => audit::query(args).await,
+        Cmd::Smoke(args) => smoke::run(&args).await,
     }
 }

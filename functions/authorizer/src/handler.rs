@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
+use gatehouse::audit::Decision;
 use gatehouse::auth::JwksSource;
 use gatehouse::authorizer::{Gate, auth_request, simple_response};
 use lambda_runtime::{Error, LambdaEvent};
@@ -13,6 +14,7 @@ pub async fn handle<S: JwksSource>(
     gate: &Gate<S>,
     event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>,
 ) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse<HashMap<String, Value>>, Error> {
+    let started = std::time::Instant::now();
     let req = auth_request(&event.payload);
     let decision = gate.decide(&req).await;
     let principal = decision.principal.as_ref();
@@ -28,6 +30,12 @@ pub async fn handle<S: JwksSource>(
         policy_ids = ?decision.policy_ids,
         "authorizer decision"
     );
+    let metric = if decision.allowed {
+        Decision::Allowed
+    } else {
+        Decision::Denied
+    };
+    gatehouse::metrics::emit("authorizer", metric, started.elapsed());
     Ok(simple_response(&decision))
 }
 
