@@ -13,25 +13,19 @@ use gatehouse::audit::dynamo::{scan_all, to_item};
 use gatehouse::audit::record::record_hash;
 use gatehouse::audit::verify::ProblemKind;
 use gatehouse::audit::{AuditKey, Field, Fields, HMAC_ATTR};
-use gatehouse::auth::Principal;
-use gatehouse::predict::{Inbound, Predictor};
+use gatehouse::predict::Predictor;
 use gatehouse_dev::audit::verify_table;
 use gatehouse_tests::ddb::{AUDIT_SECRET, AUDIT_TABLE, Partition, emulator, port};
 
 async fn send(p: &Predictor, rid: &str, sub: &str) -> http::Response<String> {
-    p.handle(Inbound {
-        request_id: rid,
-        principal: Some(Principal {
-            sub: sub.to_owned(),
-            roles: vec!["ai_operator".into()],
-            tenant: None,
-            token_id: format!("jti-{rid}"),
-        }),
-        content_type: Some("application/json"),
-        body: br#"{"prompt":"hello audit"}"#,
-        source_ip: Some("10.0.0.2"),
-        user_agent: Some("audit-test"),
-    })
+    gatehouse_tests::ddb::send_as_operator(
+        p,
+        rid,
+        sub,
+        br#"{"prompt":"hello audit"}"#,
+        "10.0.0.2",
+        "audit-test",
+    )
     .await
 }
 

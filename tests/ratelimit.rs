@@ -10,14 +10,12 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use gatehouse::audit::Field;
 use gatehouse::audit::dynamo::scan_all;
-use gatehouse::auth::{
-    CacheConfig, JwksSource, JwksVersions, KeyCache, Principal, SourceError, TokenPolicy,
-};
+use gatehouse::auth::{CacheConfig, JwksSource, JwksVersions, KeyCache, SourceError, TokenPolicy};
 use gatehouse::authorizer::{AuthRequest, Gate};
 use gatehouse::clock::{Clock, SystemClock, unix_secs};
 use gatehouse::config::AuthFailureConfig;
 use gatehouse::policy::PolicyStore;
-use gatehouse::predict::{Inbound, Predictor};
+use gatehouse::predict::Predictor;
 use gatehouse::ratelimit::dynamo::DynamoCounter;
 use gatehouse::ratelimit::guard::FailureGuard;
 use gatehouse::ratelimit::{Hit, RateCounter, RateLimiter};
@@ -131,19 +129,14 @@ async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
 }
 
 async fn send(p: &Predictor, rid: &str, sub: &str) -> http::Response<String> {
-    p.handle(Inbound {
-        request_id: rid,
-        principal: Some(Principal {
-            sub: sub.to_owned(),
-            roles: vec!["ai_operator".into()],
-            tenant: None,
-            token_id: format!("jti-{rid}"),
-        }),
-        content_type: Some("application/json"),
-        body: br#"{"prompt":"hello"}"#,
-        source_ip: Some("10.0.0.1"),
-        user_agent: Some("ratelimit-test"),
-    })
+    gatehouse_tests::ddb::send_as_operator(
+        p,
+        rid,
+        sub,
+        br#"{"prompt":"hello"}"#,
+        "10.0.0.1",
+        "ratelimit-test",
+    )
     .await
 }
 

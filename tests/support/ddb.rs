@@ -157,3 +157,28 @@ impl Partition {
         }
     }
 }
+
+/// One predict request as an `ai_operator` named `sub`, straight into the pipeline.
+pub async fn send_as_operator(
+    p: &Predictor,
+    rid: &str,
+    sub: &str,
+    body: &[u8],
+    source_ip: &str,
+    user_agent: &str,
+) -> http::Response<String> {
+    p.handle(gatehouse::predict::Inbound {
+        request_id: rid,
+        principal: Some(gatehouse::auth::Principal {
+            sub: sub.to_owned(),
+            roles: vec!["ai_operator".into()],
+            tenant: None,
+            token_id: format!("jti-{rid}"),
+        }),
+        content_type: Some("application/json"),
+        body,
+        source_ip: Some(source_ip),
+        user_agent: Some(user_agent),
+    })
+    .await
+}
