@@ -1,3 +1,4 @@
+//! Test-only module: its parent declares it `#[cfg(test)] mod …;`, so none of this is deployed.
 //! Attack table and ring/cache behaviour. Every case is a real token signed (or forged) at test
 //! time and run through the production path (`verify` / `KeyCache::verify`).
 

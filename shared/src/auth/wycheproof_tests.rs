@@ -1,3 +1,4 @@
+//! Test-only module: its parent declares it `#[cfg(test)] mod …;`, so none of this is deployed.
 //! Project Wycheproof JWS vectors (Apache-2.0) through our own key ring and signature path.
 //!
 //! Each group's key becomes a one-key JWKS (plus an unrelated filler key so the ring can be

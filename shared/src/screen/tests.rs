@@ -1,3 +1,4 @@
+//! Test-only module: its parent declares it `#[cfg(test)] mod …;`, so none of this is deployed.
 //! Behavioural tests of the screen: one injection hidden every way must be blocked; benign
 //! prompts that merely mention the trigger words must be allowed.
 
