@@ -190,21 +190,7 @@ fn request_context(i: &Incoming, authorizer: Option<&Value>) -> Value {
 impl Gateway {
     /// Invokes a function through the Lambda invoke API. `Err` means a function or transport error.
     async fn invoke(&self, function: &str, payload: &Value) -> Result<Value> {
-        let url = format!(
-            "{}/2015-03-31/functions/{function}/invocations",
-            self.config.invoke_url
-        );
-        let resp = self.client.post(&url).json(payload).send().await?;
-        let function_error = resp.headers().contains_key("x-amz-function-error");
-        let status = resp.status();
-        let body: Value = resp
-            .json()
-            .await
-            .context("function answered with non-JSON")?;
-        if function_error || !status.is_success() || body.get("errorType").is_some() {
-            anyhow::bail!("function {function} failed: {status} {body}");
-        }
-        Ok(body)
+        invoke_function(&self.client, &self.config.invoke_url, function, payload).await
     }
 
     fn cache_get(&self, key: &(String, String)) -> Option<(bool, Value)> {
@@ -310,6 +296,28 @@ impl Gateway {
         }
         Ok(r)
     }
+}
+
+/// Invokes `function` through a Lambda invoke API at `invoke_url` (cargo lambda watch).
+/// `Err` on a function error (`X-Amz-Function-Error`, an `errorType` body) or a transport error.
+pub async fn invoke_function(
+    client: &reqwest::Client,
+    invoke_url: &str,
+    function: &str,
+    payload: &Value,
+) -> Result<Value> {
+    let url = format!("{invoke_url}/2015-03-31/functions/{function}/invocations");
+    let resp = client.post(&url).json(payload).send().await?;
+    let function_error = resp.headers().contains_key("x-amz-function-error");
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .context("function answered with non-JSON")?;
+    if function_error || !status.is_success() || body.get("errorType").is_some() {
+        anyhow::bail!("function {function} failed: {status} {body}");
+    }
+    Ok(body)
 }
 
 fn find_route<'a>(routes: &'a [RouteDef], method: &str, path: &str) -> Option<&'a RouteDef> {

@@ -115,22 +115,6 @@ fn write_env_file(env: &BTreeMap<String, String>, port: u16) -> Result<PathBuf> 
     Ok(path)
 }
 
-async fn invoke(
-    client: &reqwest::Client,
-    port: u16,
-    function: &str,
-    payload: serde_json::Value,
-) -> Result<serde_json::Value> {
-    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations");
-    let resp = client.post(url).json(&payload).send().await?;
-    let failed = resp.headers().contains_key("x-amz-function-error") || !resp.status().is_success();
-    let body: serde_json::Value = resp.json().await?;
-    if failed || body.get("errorType").is_some() {
-        bail!("{function} failed to answer: {body}");
-    }
-    Ok(body)
-}
-
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Stack> {
         let ports = opts.ports;
@@ -200,18 +184,18 @@ impl Stack {
             .build()?;
         let probe = json!({"version": "2.0", "type": "REQUEST", "routeKey": "POST /v1/predict", "headers": {},
             "requestContext": {"http": {"method": "POST", "path": "/v1/predict"}, "requestId": "warmup", "routeKey": "POST /v1/predict"}});
-        let a = invoke(&client, ports.invoke, "authorizer", probe.clone())
+        let invoke_url = format!("http://127.0.0.1:{}", ports.invoke);
+        let a = gateway::invoke_function(&client, &invoke_url, "authorizer", &probe)
             .await
             .with_context(|| format!("authorizer did not start (see {})", log.display()))?;
         if a.get("isAuthorized") != Some(&json!(false)) {
             bail!("authorizer allowed a request without a token: {a}");
         }
-        invoke(&client, ports.invoke, "predict", probe)
+        gateway::invoke_function(&client, &invoke_url, "predict", &probe)
             .await
             .with_context(|| format!("predict did not start (see {})", log.display()))?;
 
-        let gw_config =
-            GatewayConfig::from_template(&template, &format!("http://127.0.0.1:{}", ports.invoke))?;
+        let gw_config = GatewayConfig::from_template(&template, &invoke_url)?;
         let gateway =
             gateway::serve(gw_config, SocketAddr::from(([127, 0, 0, 1], ports.gateway))).await?;
         Ok(Stack {

@@ -121,23 +121,17 @@ pub struct ReadError(pub String);
 
 /// Every record of the table (paginated scan): what the verifier needs. Reads the whole table.
 pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Fields>, ReadError> {
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| ReadError(DisplayErrorContext(&e).to_string()))?;
-        out.extend(page.items().iter().map(from_item));
-        match page.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return Ok(out),
-        }
-    }
+    let items = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ReadError(DisplayErrorContext(&e).to_string()))?;
+    Ok(items.iter().map(from_item).collect())
 }
 
 /// Records of one index partition with `ts_rid` in [since_ms, until_ms], oldest first.
@@ -150,30 +144,24 @@ pub async fn query_range(
     since_ms: u64,
     until_ms: u64,
 ) -> Result<Vec<Fields>, ReadError> {
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = client
-            .query()
-            .table_name(table)
-            .index_name(index)
-            .key_condition_expression("#p = :p AND #t BETWEEN :lo AND :hi")
-            .expression_attribute_names("#p", partition_attr)
-            .expression_attribute_names("#t", "ts_rid")
-            .expression_attribute_values(":p", AttributeValue::S(partition.to_owned()))
-            .expression_attribute_values(":lo", AttributeValue::S(format!("{since_ms:013}")))
-            // '~' sorts after '#' and every request-id character.
-            .expression_attribute_values(":hi", AttributeValue::S(format!("{until_ms:013}~")))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| ReadError(DisplayErrorContext(&e).to_string()))?;
-        out.extend(page.items().iter().map(from_item));
-        match page.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return Ok(out),
-        }
-    }
+    let items = client
+        .query()
+        .table_name(table)
+        .index_name(index)
+        .key_condition_expression("#p = :p AND #t BETWEEN :lo AND :hi")
+        .expression_attribute_names("#p", partition_attr)
+        .expression_attribute_names("#t", "ts_rid")
+        .expression_attribute_values(":p", AttributeValue::S(partition.to_owned()))
+        .expression_attribute_values(":lo", AttributeValue::S(format!("{since_ms:013}")))
+        // '~' sorts after '#' and every request-id character.
+        .expression_attribute_values(":hi", AttributeValue::S(format!("{until_ms:013}~")))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ReadError(DisplayErrorContext(&e).to_string()))?;
+    Ok(items.iter().map(from_item).collect())
 }
 
 /// Records of `principal` in the time range (one query on `by_principal`).
