@@ -7,7 +7,7 @@ use anyhow::{Context, Result, ensure};
 use gatehouse::audit::Field;
 use gatehouse_dev::audit::{Filter, query, verify_table};
 use gatehouse_dev::devkeys::{self, TokenSpec};
-use gatehouse_dev::stack::token_claims_from_template;
+use gatehouse_dev::template::token_claims_from_template;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seventy_requests_at_sixty_a_minute() -> Result<()> {

@@ -174,7 +174,7 @@ pub fn mint_dev_token(
     ttl_secs: u64,
 ) -> Result<String> {
     let key = ensure_dev_key()?;
-    let (issuer, audience) = crate::stack::token_claims_from_template()?;
+    let (issuer, audience) = crate::template::token_claims_from_template()?;
     mint(
         &key,
         &TokenSpec::new(sub, roles, tenant, ttl_secs, issuer, audience),

@@ -433,7 +433,7 @@ fn alarms_watch_errors_and_decision_spikes() {
         assert!(
             gatehouse::audit::Decision::ALL
                 .iter()
-                .any(|d| gatehouse::metrics::metric_name(*d) == m)
+                .any(|d| d.metric_name() == m)
         );
     }
 }

@@ -10,16 +10,11 @@ use aws_lambda_events::apigw::{
 use serde_json::Value;
 
 use crate::audit::{AuditEvent, AuditLog, Decision};
-use crate::auth::{JwksSource, KeyCache, Principal, TokenPolicy};
+use crate::auth::{JwksSource, KeyCache, TokenPolicy};
 use crate::clock::Clock;
 use crate::policy::PolicyStore;
+use crate::principal::{CTX_ROLES, CTX_SUB, CTX_TENANT, CTX_TOKEN_ID, Principal};
 use crate::ratelimit::guard::FailureGuard;
-
-/// Authorizer context keys; predict reads the same ones.
-pub const CTX_SUB: &str = "sub";
-pub const CTX_ROLES: &str = "roles";
-pub const CTX_TENANT: &str = "tenant";
-pub const CTX_TOKEN_ID: &str = "token_id";
 
 pub struct Gate<S: JwksSource> {
     pub keys: KeyCache<S>,
@@ -176,29 +171,10 @@ pub fn simple_response(
     resp
 }
 
-/// Rebuilds the principal from the authorizer context predict receives. Any missing or ill-typed
-/// field means no principal: predict then fails closed.
-pub fn principal_from_context(ctx: &HashMap<String, Value>) -> Option<Principal> {
-    let s = |k: &str| ctx.get(k).and_then(Value::as_str);
-    let sub = s(CTX_SUB).filter(|v| !v.is_empty())?.to_owned();
-    let roles = s(CTX_ROLES)?
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let tenant = s(CTX_TENANT).filter(|t| !t.is_empty()).map(str::to_owned);
-    let token_id = s(CTX_TOKEN_ID)?.to_owned();
-    Some(Principal {
-        sub,
-        roles,
-        tenant,
-        token_id,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::principal::principal_from_context;
 
     #[test]
     fn context_round_trips_and_missing_fields_fail_closed() {

@@ -3,6 +3,7 @@
 use aws_config::BehaviorVersion;
 
 pub use aws_config::SdkConfig;
+#[cfg(any(feature = "audit", feature = "ratelimit"))]
 pub use aws_sdk_dynamodb::Client as DynamoClient;
 pub use aws_sdk_secretsmanager::Client as SecretsClient;
 

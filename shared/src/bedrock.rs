@@ -2,7 +2,8 @@
 //!
 //! Our model ids (the policy's vocabulary, e.g. `claude-haiku`) map to Bedrock model ids or
 //! inference-profile ARNs through `GATEHOUSE_BEDROCK_MODELS`
-//! (`claude-haiku=anthropic.claude-3-haiku-20240307-v1:0,claude-sonnet=…`), read at cold start.
+//! (`claude-haiku=anthropic.claude-3-haiku-20240307-v1:0,claude-sonnet=…`), parsed at cold start
+//! by `crate::config::parse_model_map`.
 use std::collections::HashMap;
 
 use aws_sdk_bedrockruntime::Client;
@@ -17,20 +18,6 @@ use crate::model::{ModelBackend, ModelError, ModelOutput, ModelRequest};
 pub struct BedrockModel {
     client: Client,
     models: HashMap<String, String>,
-}
-
-/// Parses `name=bedrock-id,name2=bedrock-id2`.
-pub fn parse_model_map(spec: &str) -> Result<HashMap<String, String>, String> {
-    spec.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                Ok((k.trim().to_owned(), v.trim().to_owned()))
-            }
-            _ => Err(format!("expected name=bedrock-model-id, got {pair:?}")),
-        })
-        .collect()
 }
 
 impl BedrockModel {
@@ -93,23 +80,5 @@ impl ModelBackend for BedrockModel {
             },
         );
         Ok(ModelOutput { text, usage })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_map_parsing() {
-        let m = parse_model_map(
-            "claude-haiku=anthropic.claude-3-haiku-20240307-v1:0, x=arn:aws:bedrock:us-east-1::y",
-        )
-        .unwrap();
-        assert_eq!(m["claude-haiku"], "anthropic.claude-3-haiku-20240307-v1:0");
-        assert_eq!(m["x"], "arn:aws:bedrock:us-east-1::y");
-        assert!(parse_model_map("nonsense").is_err());
-        assert!(parse_model_map("a=").is_err());
-        assert!(parse_model_map("").unwrap().is_empty());
     }
 }

@@ -42,6 +42,22 @@ impl ApiError {
         }
     }
 
+    /// The audit decision (and metric) of this error.
+    pub fn decision(&self) -> crate::audit::Decision {
+        use crate::audit::Decision;
+        match self {
+            Self::Unauthenticated => Decision::Unauthenticated,
+            Self::Forbidden { .. } => Decision::Forbidden,
+            Self::UnsupportedMediaType | Self::PayloadTooLarge { .. } | Self::Invalid { .. } => {
+                Decision::Invalid
+            }
+            Self::RateLimited { .. } => Decision::RateLimited,
+            Self::SuspiciousPrompt { .. } => Decision::Blocked,
+            Self::Backend(_) | Self::BackendTimeout => Decision::BackendError,
+            Self::Unavailable(_) => Decision::Unavailable,
+        }
+    }
+
     /// Stable reason code for logs and audit records.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -1,27 +1,54 @@
-//! Gatehouse: the logic behind the authorizer and predict Lambda functions.
+//! Gatehouse: the logic behind the Lambda functions.
 //!
-//! Lambda event types appear only in the edge modules (`authorizer`, and the functions' own
-//! handlers); everything else is plain Rust, testable without AWS.
+//! Each function enables the cargo feature named after it and links only those modules
+//! (see `Cargo.toml` `[features]`): the authorizer has no prompt screen and no model client,
+//! predict has no JWT verifier. The modules without a feature gate are the small core every
+//! function shares. Lambda event types appear only in the edge modules (`authorizer`, and the
+//! functions' own handlers); everything else is plain Rust, testable without AWS.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod audit;
-pub mod auth;
-pub mod authorizer;
+// Core: every function.
 pub mod aws;
-pub mod bedrock;
 pub mod clock;
 pub mod config;
-pub mod error;
-pub mod http;
 pub mod logging;
 pub mod metrics;
-pub mod model;
-pub mod policy;
-pub mod predict;
-pub mod ratelimit;
-pub mod sanitize;
-pub mod screen;
+pub mod principal;
 pub mod secrets;
-pub mod setup;
 pub mod text;
+
+// Building blocks.
+#[cfg(feature = "audit")]
+pub mod audit;
+#[cfg(feature = "auth")]
+pub mod auth;
+#[cfg(feature = "policy")]
+pub mod policy;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
+#[cfg(feature = "screen")]
+pub mod sanitize;
+#[cfg(feature = "screen")]
+pub mod screen;
+
+// The authorizer's decision (the edge of API Gateway's authorizer event).
+#[cfg(feature = "authorizer")]
+pub mod authorizer;
+
+// predict: the HTTP API layer and the pipeline.
+#[cfg(feature = "predict")]
+pub mod api;
+#[cfg(feature = "predict")]
+pub mod error;
+#[cfg(feature = "predict")]
+pub mod http;
+#[cfg(feature = "predict")]
+pub mod model;
+// The Amazon Bedrock adapters of predict's model and screen traits.
+#[cfg(all(feature = "predict", feature = "bedrock"))]
+pub mod bedrock;
+#[cfg(feature = "predict")]
+pub mod predict;
+
+// Cold-start wiring of each function.
+pub mod setup;

@@ -1,4 +1,5 @@
-//! Model backends behind one trait: the deterministic local echo model, and (later) Bedrock.
+//! Model backends behind one trait: the deterministic local echo model here, Amazon Bedrock in
+//! `crate::bedrock`. `crate::setup` builds the one the configuration names.
 use crate::api::Usage;
 
 #[derive(Debug, Clone)]
@@ -53,19 +54,5 @@ impl ModelBackend for EchoModel {
             },
             text,
         })
-    }
-}
-
-/// The backend the configuration names, built once at cold start.
-pub fn backend(
-    config: &crate::config::PredictConfig,
-    sdk: &crate::aws::SdkConfig,
-) -> Box<dyn ModelBackend> {
-    match config.model_backend {
-        crate::config::ModelBackendKind::Echo => Box::new(EchoModel),
-        crate::config::ModelBackendKind::Bedrock => Box::new(crate::bedrock::BedrockModel::new(
-            aws_sdk_bedrockruntime::Client::new(sdk),
-            config.bedrock_models.clone(),
-        )),
     }
 }

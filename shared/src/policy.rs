@@ -10,7 +10,7 @@ use cedar_policy::{
 };
 use serde::Deserialize;
 
-use crate::auth::Principal;
+use crate::principal::Principal;
 
 pub const SCHEMA_SRC: &str = include_str!("../../infra/policy/gatehouse.cedarschema");
 pub const POLICIES_SRC: &str = include_str!("../../infra/policy/policies.cedar");

@@ -8,13 +8,13 @@ use http::{Response, StatusCode};
 
 use crate::api::{PredictRequest, PredictResponse, RequestLimits, ScreenSummary};
 use crate::audit::{AuditEvent, AuditLog, Decision, ScreenAudit};
-use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::config::PredictConfig;
 use crate::error::ApiError;
 use crate::http::{json_response, problem_response, rate_limited, with_rate_status};
 use crate::model::{ModelBackend, ModelError, ModelRequest};
 use crate::policy::PolicyStore;
+use crate::principal::Principal;
 use crate::ratelimit::{RateLimiter, RateStatus};
 use crate::sanitize::sanitize;
 use crate::screen::{Screener, Verdict};
@@ -77,7 +77,7 @@ impl Predictor {
         let result = self.run(&inbound, now, &mut trail).await;
         let (decision, reason) = match &result {
             Ok(_) => (Decision::Allowed, "ok"),
-            Err(e) => (Decision::of_error(e), e.reason()),
+            Err(e) => (e.decision(), e.reason()),
         };
         let sub = inbound.principal.as_ref().map(|p| p.sub.as_str());
         let event = AuditEvent {
@@ -100,13 +100,17 @@ impl Predictor {
         let written = match self.audit.record(&event).await {
             Ok(at) => at,
             Err(e) => {
-                crate::metrics::emit("predict", Decision::Unavailable, started.elapsed());
+                crate::metrics::emit(
+                    "predict",
+                    Decision::Unavailable.metric_name(),
+                    started.elapsed(),
+                );
                 // No record, no answer: the model output (if any) is dropped here.
                 tracing::error!(request_id, principal = sub, decision = decision.as_str(), error = %e, "audit write failed; answering 503");
                 return problem_response(&ApiError::Unavailable(e.to_string()), request_id);
             }
         };
-        crate::metrics::emit("predict", decision, started.elapsed());
+        crate::metrics::emit("predict", decision.metric_name(), started.elapsed());
         let resp = match result {
             Ok(ok) => {
                 tracing::info!(

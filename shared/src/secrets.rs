@@ -4,10 +4,12 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 
-use secrecy::ExposeSecret;
-
+#[cfg(feature = "audit")]
 use crate::audit::AuditKey;
+#[cfg(feature = "auth")]
 use crate::auth::{JwksSource, JwksVersions, SourceError};
+#[cfg(feature = "audit")]
+use secrecy::ExposeSecret;
 
 pub const AWSCURRENT: &str = "AWSCURRENT";
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
@@ -59,11 +61,13 @@ pub async fn get_staged(
 
 /// The JWKS secret: AWSCURRENT and, when present, AWSPREVIOUS, so tokens signed just before a
 /// rotation keep verifying.
+#[cfg(feature = "auth")]
 pub struct SecretsManagerJwks {
     client: Client,
     secret_id: String,
 }
 
+#[cfg(feature = "auth")]
 impl SecretsManagerJwks {
     pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
         Self {
@@ -73,6 +77,7 @@ impl SecretsManagerJwks {
     }
 }
 
+#[cfg(feature = "auth")]
 #[async_trait::async_trait]
 impl JwksSource for SecretsManagerJwks {
     async fn fetch(&self) -> Result<JwksVersions, SourceError> {
@@ -92,6 +97,7 @@ impl JwksSource for SecretsManagerJwks {
 
 /// The audit-chain HMAC key (AWSCURRENT), read once at cold start. The secret text lives only
 /// inside this call; the returned key does not expose its bytes.
+#[cfg(feature = "audit")]
 pub async fn audit_key(client: &Client, secret_id: &str) -> Result<AuditKey, SecretError> {
     let secret = get_staged(client, secret_id, AWSCURRENT)
         .await?
@@ -100,6 +106,7 @@ pub async fn audit_key(client: &Client, secret_id: &str) -> Result<AuditKey, Sec
 }
 
 /// Every key version that may have signed records (AWSCURRENT and AWSPREVIOUS): the verifier's.
+#[cfg(feature = "audit")]
 pub async fn audit_keys(client: &Client, secret_id: &str) -> Result<Vec<AuditKey>, SecretError> {
     let mut keys = vec![audit_key(client, secret_id).await?];
     if let Some(prev) = get_staged(client, secret_id, AWSPREVIOUS).await? {

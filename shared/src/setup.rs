@@ -1,52 +1,55 @@
-//! Cold-start wiring shared by the functions' `main`: configuration, clients, secrets, policy,
-//! built once and handed to the handlers by reference.
+//! Cold-start wiring for the functions' `main`: configuration, clients, secrets, policy, built
+//! once and handed to the handlers by reference. Each function's constructor sits behind that
+//! function's feature, so a binary links only its own wiring.
+#[cfg(any(feature = "authorizer", feature = "predict"))]
 use std::sync::Arc;
+#[cfg(feature = "audit")]
 use std::time::SystemTime;
 
+#[cfg(any(feature = "authorizer", feature = "predict"))]
 use aws_config::SdkConfig;
 
-use crate::audit::dynamo::DynamoAuditSink;
+#[cfg(feature = "audit")]
 use crate::audit::{AuditLog, AuditSettings};
-use crate::auth::{AuthError, CacheConfig, KeyCache, TokenPolicy};
-use crate::authorizer::Gate;
-use crate::aws::SecretsClient;
+#[cfg(any(feature = "authorizer", feature = "predict"))]
 use crate::clock::{Clock, SystemClock};
-use crate::config::{
-    AuditConfig, AuthFailureConfig, AuthorizerConfig, ConfigError, Env, PredictConfig,
-    RateLimitConfig,
-};
-use crate::policy::{PolicyError, PolicyStore};
-use crate::predict::Predictor;
-use crate::ratelimit::RateLimiter;
-use crate::ratelimit::dynamo::DynamoCounter;
-use crate::ratelimit::guard::FailureGuard;
-use crate::secrets::{SecretError, SecretsManagerJwks, audit_key};
+use crate::config::{ConfigError, Env};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[cfg(feature = "policy")]
     #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error("audit key: {0}")]
-    Secret(#[from] SecretError),
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("secret: {0}")]
+    Secret(#[from] crate::secrets::SecretError),
+    #[cfg(feature = "auth")]
     #[error("signing keys: {0}")]
-    Keys(#[from] AuthError),
+    Keys(#[from] crate::auth::AuthError),
+    #[cfg(feature = "screen")]
     #[error("prompt screen: {0}")]
     Screen(#[from] crate::screen::ScreenError),
 }
 
-type ProcessEnv = Env<fn(&str) -> Option<String>>;
+/// The process environment, read through `Env`.
+pub type ProcessEnv = Env<fn(&str) -> Option<String>>;
 
+#[cfg(any(feature = "authorizer", feature = "predict"))]
 async fn audit_log(
     sdk: &SdkConfig,
-    config: &AuditConfig,
+    config: &crate::config::AuditConfig,
     source: &'static str,
     now: SystemTime,
 ) -> Result<AuditLog, SetupError> {
-    let key = audit_key(&SecretsClient::new(sdk), &config.key_secret_id).await?;
+    let client = crate::aws::SecretsClient::new(sdk);
+    let key = crate::secrets::audit_key(&client, &config.key_secret_id).await?;
     Ok(AuditLog::new(
-        Box::new(DynamoAuditSink::new(sdk, &config.table, config.timeout)),
+        Box::new(crate::audit::dynamo::DynamoAuditSink::new(
+            sdk,
+            &config.table,
+            config.timeout,
+        )),
         key,
         AuditSettings {
             content_mode: config.content_mode,
@@ -59,23 +62,49 @@ async fn audit_log(
     ))
 }
 
-fn limiter(sdk: &SdkConfig, config: &RateLimitConfig) -> RateLimiter {
-    RateLimiter::new(Box::new(DynamoCounter::new(
+#[cfg(any(feature = "authorizer", feature = "predict"))]
+fn limiter(
+    sdk: &SdkConfig,
+    config: &crate::config::RateLimitConfig,
+) -> crate::ratelimit::RateLimiter {
+    crate::ratelimit::RateLimiter::new(Box::new(crate::ratelimit::dynamo::DynamoCounter::new(
         sdk,
         &config.table,
         config.timeout,
     )))
 }
 
-pub async fn predictor(sdk: &SdkConfig, env: &ProcessEnv) -> Result<Predictor, SetupError> {
+/// The model backend the configuration names.
+#[cfg(feature = "predict")]
+pub fn model_backend(
+    config: &crate::config::PredictConfig,
+    sdk: &SdkConfig,
+) -> Box<dyn crate::model::ModelBackend> {
+    use crate::config::ModelBackendKind;
+    match config.model_backend {
+        ModelBackendKind::Echo => Box::new(crate::model::EchoModel),
+        ModelBackendKind::Bedrock => Box::new(crate::bedrock::BedrockModel::new(
+            aws_sdk_bedrockruntime::Client::new(sdk),
+            config.bedrock_models.clone(),
+        )),
+    }
+}
+
+/// predict's state: policy, screen, model backend, rate limiter, audit log (with its key).
+#[cfg(feature = "predict")]
+pub async fn predictor(
+    sdk: &SdkConfig,
+    env: &ProcessEnv,
+) -> Result<crate::predict::Predictor, SetupError> {
+    use crate::config::{AuditConfig, PredictConfig, RateLimitConfig};
     let config = PredictConfig::from_env(env)?;
     let rate = RateLimitConfig::from_env(env)?;
     let audit = AuditConfig::from_env(env)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(Predictor {
-        policy: PolicyStore::embedded()?,
+    Ok(crate::predict::Predictor {
+        policy: crate::policy::PolicyStore::embedded()?,
         screener: crate::screen::Screener::new(config.screen)?,
-        model: crate::model::backend(&config, sdk),
+        model: model_backend(&config, sdk),
         config,
         limiter: limiter(sdk, &rate),
         rate_fail_open: rate.fail_open,
@@ -84,16 +113,24 @@ pub async fn predictor(sdk: &SdkConfig, env: &ProcessEnv) -> Result<Predictor, S
     })
 }
 
+/// The authorizer's state: key ring (JWKS AWSCURRENT + AWSPREVIOUS), policy, failed-auth guard,
+/// audit log.
+#[cfg(feature = "authorizer")]
 pub async fn gate(
     sdk: &SdkConfig,
     env: &ProcessEnv,
-) -> Result<Gate<SecretsManagerJwks>, SetupError> {
+) -> Result<crate::authorizer::Gate<crate::secrets::SecretsManagerJwks>, SetupError> {
+    use crate::auth::{CacheConfig, KeyCache, TokenPolicy};
+    use crate::config::{AuditConfig, AuthFailureConfig, AuthorizerConfig, RateLimitConfig};
     let config = AuthorizerConfig::from_env(env)?;
     let rate = RateLimitConfig::from_env(env)?;
     let failures = AuthFailureConfig::from_env(env)?;
     let audit = AuditConfig::from_env(env)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let source = SecretsManagerJwks::new(SecretsClient::new(sdk), &config.jwks_secret_id);
+    let source = crate::secrets::SecretsManagerJwks::new(
+        crate::aws::SecretsClient::new(sdk),
+        &config.jwks_secret_id,
+    );
     let cache = CacheConfig {
         refresh_ttl: config.keys_refresh,
         max_staleness: config.keys_max_staleness,
@@ -107,22 +144,23 @@ pub async fn gate(
         KeyCache::load(source, cache, clock.clone()),
         audit_log(sdk, &audit, "authorizer", clock.now())
     );
-    Ok(Gate {
+    Ok(crate::authorizer::Gate {
         keys: keys?,
-        policy: PolicyStore::embedded()?,
+        policy: crate::policy::PolicyStore::embedded()?,
         token_policy: TokenPolicy {
             issuer: config.issuer,
             audience: config.audience,
             leeway: config.leeway,
             max_lifetime: config.max_token_lifetime,
         },
-        failures: FailureGuard::new(limiter(sdk, &rate), failures),
+        failures: crate::ratelimit::guard::FailureGuard::new(limiter(sdk, &rate), failures),
         audit: audit_log?,
         clock,
     })
 }
 
 /// An audit log writing to memory, for tests, benchmarks and local tools (never deployed wiring).
+#[cfg(feature = "audit")]
 pub fn in_memory_audit(source: &'static str, now: SystemTime) -> AuditLog {
     AuditLog::new(
         Box::new(crate::audit::MemorySink::default()),
@@ -139,14 +177,19 @@ pub fn in_memory_audit(source: &'static str, now: SystemTime) -> AuditLog {
 }
 
 /// A predictor whose rate counter and audit sink are in-memory fakes, for tests and benchmarks.
-pub fn in_memory_predictor(config: PredictConfig) -> Result<Predictor, SetupError> {
+#[cfg(feature = "predict")]
+pub fn in_memory_predictor(
+    config: crate::config::PredictConfig,
+) -> Result<crate::predict::Predictor, SetupError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(Predictor {
-        policy: PolicyStore::embedded()?,
+    Ok(crate::predict::Predictor {
+        policy: crate::policy::PolicyStore::embedded()?,
         screener: crate::screen::Screener::new(config.screen)?,
         model: Box::new(crate::model::EchoModel),
         config,
-        limiter: RateLimiter::new(Box::new(crate::ratelimit::MemoryCounter::default())),
+        limiter: crate::ratelimit::RateLimiter::new(Box::new(
+            crate::ratelimit::MemoryCounter::default(),
+        )),
         rate_fail_open: false,
         audit: in_memory_audit("predict", clock.now()),
         clock,

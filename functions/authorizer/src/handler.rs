@@ -35,7 +35,7 @@ pub async fn handle<S: JwksSource>(
     } else {
         Decision::Denied
     };
-    gatehouse::metrics::emit("authorizer", metric, started.elapsed());
+    gatehouse::metrics::emit("authorizer", metric.metric_name(), started.elapsed());
     Ok(simple_response(&decision))
 }
 

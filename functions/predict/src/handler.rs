@@ -1,6 +1,6 @@
 //! Thin edge: API Gateway v2 event → `Inbound` → shared pipeline → HTTP response.
-use gatehouse::authorizer::principal_from_context;
 use gatehouse::predict::{Inbound, Predictor};
+use gatehouse::principal::principal_from_context;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 

@@ -18,9 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
 
-use crate::auth::Principal;
 use crate::config::ContentMode;
-use crate::error::ApiError;
+use crate::principal::Principal;
 
 pub mod dynamo;
 pub mod record;
@@ -99,24 +98,25 @@ impl Decision {
         Self::Unauthenticated,
     ];
 
-    /// The audit decision of a predict error.
-    pub fn of_error(e: &ApiError) -> Self {
-        match e {
-            ApiError::Unauthenticated => Self::Unauthenticated,
-            ApiError::Forbidden { .. } => Self::Forbidden,
-            ApiError::UnsupportedMediaType
-            | ApiError::PayloadTooLarge { .. }
-            | ApiError::Invalid { .. } => Self::Invalid,
-            ApiError::RateLimited { .. } => Self::RateLimited,
-            ApiError::SuspiciousPrompt { .. } => Self::Blocked,
-            ApiError::Backend(_) | ApiError::BackendTimeout => Self::BackendError,
-            ApiError::Unavailable(_) => Self::Unavailable,
+    /// The CloudWatch metric this decision counts under (see `crate::metrics`); the alarms in
+    /// `infra/template.yaml` use these names.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Decision::Allowed => "Allowed",
+            Decision::Invalid => "Invalid",
+            Decision::Forbidden => "Forbidden",
+            Decision::RateLimited => "RateLimited",
+            Decision::Blocked => "Blocked",
+            Decision::BackendError => "BackendError",
+            Decision::Unavailable => "Unavailable",
+            Decision::Denied => "Denied",
+            Decision::Unauthenticated => "Unauthenticated",
         }
     }
 }
 
-/// The prompt screen's result as audited. The screen step (being built separately) fills it in;
-/// until then predict passes `None` and the record has no screen fields.
+/// The prompt screen's result as audited (predict fills it in once the prompt was screened;
+/// outcomes decided before the screen, and the authorizer's, carry `None`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScreenAudit {
     pub verdict: String,
@@ -470,6 +470,16 @@ mod tests {
             roles: vec!["ai_operator".into()],
             tenant: None,
             token_id: "jti-1".into(),
+        }
+    }
+
+    #[test]
+    fn every_decision_has_a_distinct_metric() {
+        let names: std::collections::BTreeSet<_> =
+            Decision::ALL.iter().map(|d| d.metric_name()).collect();
+        assert_eq!(names.len(), Decision::ALL.len());
+        for alarm_metric in ["Denied", "Blocked", "RateLimited"] {
+            assert!(names.contains(alarm_metric));
         }
     }
 

@@ -26,15 +26,7 @@ pub use error::{AuthError, KeyError, SourceError};
 pub use keys::{KeyOrigin, KeyRing, RingReport, SkipReason, SkippedKey};
 pub use token::{MAX_TOKEN_BYTES, VerifiedToken, parse_authorization, verify_signature};
 
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Principal {
-    pub sub: String,
-    pub roles: Vec<String>,
-    pub tenant: Option<String>,
-    /// jti if present, else first 16 hex chars of SHA-256 of the token
-    pub token_id: String,
-}
+pub use crate::principal::Principal;
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone)]

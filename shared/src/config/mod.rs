@@ -1,7 +1,15 @@
 //! Configuration, read once from environment variables at cold start into typed structs.
 //! A missing or malformed value stops the function with a message naming the variable.
+//!
+//! Configuration parsing sits below everything it configures: this module depends on no
+//! adapter, and each adapter is built from the plain values parsed here (see `crate::setup`).
 use std::str::FromStr;
 use std::time::Duration;
+
+#[cfg(feature = "predict")]
+mod predict;
+#[cfg(feature = "predict")]
+pub use predict::{ModelBackendKind, PredictConfig, parse_model_map};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -98,94 +106,6 @@ impl AuthorizerConfig {
             unknown_kid_refresh_interval,
         })
     }
-}
-
-/// Which model backend predict calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelBackendKind {
-    Echo,
-    Bedrock,
-}
-
-impl FromStr for ModelBackendKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "echo" => Ok(Self::Echo),
-            "bedrock" => Ok(Self::Bedrock),
-            other => Err(format!(
-                "unknown model backend {other:?} (expected echo | bedrock)"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct PredictConfig {
-    pub model_backend: ModelBackendKind,
-    /// Bodies larger than this are refused with 413 before parsing.
-    pub max_body_bytes: usize,
-    /// Prompt cap when the principal's roles set none.
-    pub default_max_prompt_chars: usize,
-    pub max_tokens_cap: u32,
-    pub model_timeout: Duration,
-    pub screen: crate::screen::ScreenConfig,
-    /// Our model id → Bedrock model id (only for the `bedrock` backend).
-    pub bedrock_models: std::collections::HashMap<String, String>,
-}
-
-impl PredictConfig {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            model_backend: env.parsed("GATEHOUSE_MODEL_BACKEND", ModelBackendKind::Echo)?,
-            max_body_bytes: env.parsed("GATEHOUSE_MAX_BODY_BYTES", 64 * 1024)?,
-            default_max_prompt_chars: env.parsed("GATEHOUSE_MAX_PROMPT_CHARS", 8000)?,
-            max_tokens_cap: env.parsed("GATEHOUSE_MAX_TOKENS_CAP", 4096)?,
-            model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
-            screen: screen_config(env)?,
-            bedrock_models: bedrock_models(env)?,
-        })
-    }
-}
-
-fn bedrock_models<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-) -> Result<std::collections::HashMap<String, String>, ConfigError> {
-    let backend: ModelBackendKind =
-        env.parsed("GATEHOUSE_MODEL_BACKEND", ModelBackendKind::Echo)?;
-    let spec = env.parsed("GATEHOUSE_BEDROCK_MODELS", String::new())?;
-    let map = crate::bedrock::parse_model_map(&spec).map_err(|reason| ConfigError::Invalid {
-        name: "GATEHOUSE_BEDROCK_MODELS",
-        reason,
-    })?;
-    if backend == ModelBackendKind::Bedrock && map.is_empty() {
-        return Err(ConfigError::Missing("GATEHOUSE_BEDROCK_MODELS"));
-    }
-    Ok(map)
-}
-
-/// Screen thresholds: scores at or above `GATEHOUSE_SCREEN_BLOCK` are refused, at or above
-/// `GATEHOUSE_SCREEN_FLAG` pass but are flagged in the audit record and the log.
-fn screen_config<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-) -> Result<crate::screen::ScreenConfig, ConfigError> {
-    let d = crate::screen::ScreenConfig::default();
-    let c = crate::screen::ScreenConfig {
-        flag_threshold: env.parsed("GATEHOUSE_SCREEN_FLAG", d.flag_threshold)?,
-        block_threshold: env.parsed("GATEHOUSE_SCREEN_BLOCK", d.block_threshold)?,
-        max_input_bytes: env.parsed("GATEHOUSE_SCREEN_MAX_BYTES", d.max_input_bytes)?,
-    };
-    let in_range = |t: f32| (0.0..=1.0).contains(&t);
-    if !in_range(c.flag_threshold)
-        || !in_range(c.block_threshold)
-        || c.flag_threshold > c.block_threshold
-    {
-        return Err(ConfigError::Invalid {
-            name: "GATEHOUSE_SCREEN_FLAG",
-            reason: "thresholds must satisfy 0 <= flag <= block <= 1".into(),
-        });
-    }
-    Ok(c)
 }
 
 /// How much of the prompt and output the audit record keeps.
@@ -301,11 +221,11 @@ impl AuditConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -360,15 +280,6 @@ mod tests {
             })
         ));
         assert!(with(("GATEHOUSE_KEYS_MAX_STALENESS_SECS", "300")).is_ok());
-    }
-
-    #[test]
-    fn predict_config_defaults_and_bad_backend() {
-        let c = PredictConfig::from_env(&env(&[])).unwrap();
-        assert_eq!(c.model_backend, ModelBackendKind::Echo);
-        assert_eq!(c.default_max_prompt_chars, 8000);
-        let bad = PredictConfig::from_env(&env(&[("GATEHOUSE_MODEL_BACKEND", "gpt")]));
-        assert!(matches!(bad, Err(ConfigError::Invalid { .. })));
     }
 
     #[test]
