@@ -139,6 +139,7 @@ fn roles_grant_only_what_each_function_needs() {
                 ("logs:PutLogEvents", "PredictLogGroup"),
                 ("secretsmanager:GetSecretValue", "AuditHmacSecret"),
                 ("dynamodb:UpdateItem", "RateLimitTable"),
+                ("dynamodb:GetItem", "RateLimitTable"),
                 ("dynamodb:PutItem", "AuditTable"),
                 ("bedrock:InvokeModel", "BedrockModelArns"),
             ]),
@@ -196,6 +197,63 @@ fn roles_grant_only_what_each_function_needs() {
             expected[function.as_str()],
             "{role_id} ({function}) grants differ from least privilege"
         );
+    }
+}
+
+/// Issue 10.8: the rate table is shared, so each role may touch only the items under its own key
+/// prefixes (`dynamodb:LeadingKeys`), and those are the constants the code writes with.
+#[test]
+fn each_role_reaches_only_its_own_rate_table_keys() {
+    use gatehouse::ratelimit::{AUTHORIZER_PREFIXES, PREDICT_PREFIXES};
+    let t = translated();
+    let users = function_roles(&t);
+    let want: BTreeMap<&str, Vec<String>> = BTreeMap::from([
+        (
+            "AuthorizerFunction",
+            AUTHORIZER_PREFIXES
+                .iter()
+                .map(|p| format!("{p}*"))
+                .collect(),
+        ),
+        (
+            "PredictFunction",
+            PREDICT_PREFIXES.iter().map(|p| format!("{p}*")).collect(),
+        ),
+    ]);
+    let mut checked = 0;
+    for (role_id, role) in of_type(&t, "AWS::IAM::Role") {
+        let function = users[role_id].as_str();
+        for s in statements(role) {
+            let on_rate = as_list(&s["Resource"])
+                .iter()
+                .any(|r| target(r) == Some("RateLimitTable"));
+            if !on_rate {
+                continue;
+            }
+            let cond = s["Condition"].as_object().unwrap_or_else(|| {
+                panic!("{role_id}: a rate-table grant without a key condition: {s}")
+            });
+            assert_eq!(
+                cond.keys().collect::<Vec<_>>(),
+                ["ForAllValues:StringLike"],
+                "{role_id}: {s}"
+            );
+            let keys = &cond["ForAllValues:StringLike"];
+            assert_eq!(keys.as_object().unwrap().len(), 1, "{role_id}: {s}");
+            assert_eq!(
+                strings(&keys["dynamodb:LeadingKeys"]),
+                want[function],
+                "{role_id} ({function})"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "one rate-table statement per role");
+    // No prefix of one function is a prefix of another's, so the grants cannot overlap.
+    for a in AUTHORIZER_PREFIXES {
+        for b in PREDICT_PREFIXES {
+            assert!(!a.starts_with(b) && !b.starts_with(a), "{a} / {b}");
+        }
     }
 }
 
@@ -420,6 +478,11 @@ fn alarms_watch_errors_and_decision_spikes() {
         ("Gatehouse", "Denied", "AuthorizerFunction"),
         ("Gatehouse", "Blocked", "PredictFunction"),
         ("Gatehouse", "RateLimited", "PredictFunction"),
+        (
+            "Gatehouse",
+            gatehouse::metrics::SUSPENSION_STARTED,
+            "PredictFunction",
+        ),
     ] {
         assert!(
             alarms

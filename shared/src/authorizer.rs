@@ -102,6 +102,7 @@ impl<S: JwksSource> Gate<S> {
             source_ip: req.source_ip,
             user_agent: req.user_agent,
             latency: started.elapsed(),
+            extra: &[],
         };
         if let Err(e) = self.audit.record(&event).await {
             tracing::error!(request_id = req.request_id, error = %e, "audit write of a denial failed");

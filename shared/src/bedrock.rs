@@ -32,6 +32,10 @@ fn tokens(n: i32) -> u32 {
 
 #[async_trait::async_trait]
 impl ModelBackend for BedrockModel {
+    fn serves(&self, model: &str) -> bool {
+        self.models.contains_key(model)
+    }
+
     async fn complete(&self, req: &ModelRequest<'_>) -> Result<ModelOutput, ModelError> {
         let model_id = self.models.get(req.model).ok_or_else(|| {
             ModelError::Backend(format!("no Bedrock model configured for {:?}", req.model))

@@ -1,6 +1,68 @@
-//! The API layer's error enum. `crate::http` is the one place it becomes an HTTP answer.
-use std::borrow::Cow;
+//! The API layer's error enum. `crate::http` is the one place it becomes an HTTP answer; each
+//! variant is one problem type of `docs/problems.md`.
 use std::time::Duration;
+
+use crate::api::FieldError;
+
+/// Why a model was refused. The caller always gets the same answer ("model not available"), so
+/// the status never tells whether another tenant's private model exists; the audit record and the
+/// log keep the real cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelRefusal {
+    /// Not a model of the policy.
+    Unknown,
+    /// `enabled: false` in the policy.
+    Disabled,
+    /// Owned by another tenant (or the principal has no tenant).
+    OtherTenant,
+    /// The principal's roles do not open its tier.
+    NotPermitted,
+    /// A policy model this deployment has no backend for (e.g. not in GATEHOUSE_BEDROCK_MODELS).
+    NoBackend,
+}
+
+impl ModelRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown_model",
+            Self::Disabled => "model_disabled",
+            Self::OtherTenant => "model_other_tenant",
+            Self::NotPermitted => "model_not_permitted",
+            Self::NoBackend => "model_no_backend",
+        }
+    }
+}
+
+/// Which limit refused a request (the IETF RateLimit policy name that reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitName {
+    /// The request limit of the principal's roles.
+    Role,
+    /// A model's own request limit.
+    Model,
+    /// The principal's daily token budget.
+    Tokens,
+    /// The principal's monthly token budget.
+    TokensMonth,
+    /// The tenant's daily token budget.
+    TenantTokens,
+    /// The tenant's monthly token budget.
+    TenantTokensMonth,
+}
+
+impl LimitName {
+    /// The policy name in `RateLimit-Policy` / `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::Model => "model",
+            Self::Tokens => "tokens",
+            Self::TokensMonth => "tokens-month",
+            Self::TenantTokens => "tenant-tokens",
+            Self::TenantTokensMonth => "tenant-tokens-month",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -11,17 +73,35 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("invalid {field}: {detail}")]
-    Invalid {
-        field: Cow<'static, str>,
-        detail: String,
-    },
+    /// The body breaks the API's schema or the deployment's or the model's ranges.
+    #[error("invalid request: {errors:?}")]
+    Invalid { errors: Vec<FieldError> },
+    /// None of the principal's roles grants this at all.
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
-    #[error("rate limit exceeded")]
+    /// The request asks for more than the principal's roles allow (prompt length, max_tokens).
+    #[error("role limit exceeded: {errors:?}")]
+    RoleLimit { errors: Vec<FieldError> },
+    /// The model is not available to this principal; `cause` is for the audit record only.
+    #[error("model {model:?} not available ({})", cause.as_str())]
+    ModelUnavailable { model: String, cause: ModelRefusal },
+    /// A repeat offender, refused until `until` (Unix seconds).
+    #[error("principal suspended until {until}")]
+    Suspended { until: u64 },
+    /// A request limit (role or model) is spent for this window.
+    #[error("rate limit exceeded ({})", limit.as_str())]
     RateLimited {
-        limit: u32,
+        limit: LimitName,
+        quota: u64,
         window: Duration,
+        retry_after: Duration,
+    },
+    /// A token budget cannot hold this request's worst case.
+    #[error("token budget exhausted ({}): needs {requested}, {remaining} left", limit.as_str())]
+    TokenBudget {
+        limit: LimitName,
+        requested: u64,
+        remaining: u64,
         retry_after: Duration,
     },
     #[error("prompt blocked by the screen")]
@@ -32,13 +112,16 @@ pub enum ApiError {
     BackendTimeout,
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// The function was invoked for a route it does not serve (API Gateway misconfigured).
+    #[error("no such route: {0}")]
+    NotFound(String),
 }
 
 impl ApiError {
-    pub fn invalid(field: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
+    /// One invalid member (`""` = the whole body).
+    pub fn invalid(member: &str, detail: impl Into<String>) -> Self {
         Self::Invalid {
-            field: field.into(),
-            detail: detail.into(),
+            errors: vec![FieldError::at(member, detail)],
         }
     }
 
@@ -47,18 +130,22 @@ impl ApiError {
         use crate::audit::Decision;
         match self {
             Self::Unauthenticated => Decision::Unauthenticated,
-            Self::Forbidden { .. } => Decision::Forbidden,
-            Self::UnsupportedMediaType | Self::PayloadTooLarge { .. } | Self::Invalid { .. } => {
-                Decision::Invalid
-            }
-            Self::RateLimited { .. } => Decision::RateLimited,
+            Self::Forbidden { .. }
+            | Self::RoleLimit { .. }
+            | Self::ModelUnavailable { .. }
+            | Self::Suspended { .. } => Decision::Forbidden,
+            Self::UnsupportedMediaType
+            | Self::PayloadTooLarge { .. }
+            | Self::Invalid { .. }
+            | Self::NotFound(_) => Decision::Invalid,
+            Self::RateLimited { .. } | Self::TokenBudget { .. } => Decision::RateLimited,
             Self::SuspiciousPrompt { .. } => Decision::Blocked,
             Self::Backend(_) | Self::BackendTimeout => Decision::BackendError,
             Self::Unavailable(_) => Decision::Unavailable,
         }
     }
 
-    /// Stable reason code for logs and audit records.
+    /// Stable reason code for logs and audit records (finer than the caller's answer).
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "unauthenticated",
@@ -66,11 +153,16 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Invalid { .. } => "invalid_request",
             Self::Forbidden { .. } => "forbidden",
+            Self::RoleLimit { .. } => "role_limit",
+            Self::ModelUnavailable { cause, .. } => cause.as_str(),
+            Self::Suspended { .. } => "suspended",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TokenBudget { .. } => "token_budget",
             Self::SuspiciousPrompt { .. } => "suspicious_prompt",
             Self::Backend(_) => "backend_error",
             Self::BackendTimeout => "backend_timeout",
             Self::Unavailable(_) => "unavailable",
+            Self::NotFound(_) => "no_such_route",
         }
     }
 }

@@ -1,12 +1,42 @@
-//! The one place that turns errors into RFC 9457 problem responses. 5xx bodies carry no
-//! internal detail: the detail goes to the log, keyed by request id.
+//! The one place that turns errors into RFC 9457 problem responses, and limits into IETF
+//! RateLimit fields. 5xx bodies carry no internal detail: the detail goes to the log, keyed by
+//! request id.
+//!
+//! Problem types: `type` = the configured base (`GATEHOUSE_PROBLEM_BASE_URL`) + a slug; each slug
+//! is a section of `docs/problems.md` (meaning, typical cause, fix). Extension members (RFC 9457
+//! §3.2): `errors` (invalid request, role limit), `model`, `suspended_until`, `limit`,
+//! `requested`, `remaining`.
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
-pub const PROBLEM_BASE: &str = "https://gatehouse.dev/problems/";
+/// Default problem type base. `.invalid` (RFC 2606) never resolves, so no client can be led to a
+/// third party's site by dereferencing it; deployments set `GATEHOUSE_PROBLEM_BASE_URL` (template
+/// parameter `ProblemTypeBaseUrl`) to where they publish `docs/problems.md`.
+pub const DEFAULT_PROBLEM_BASE: &str = "https://gatehouse.invalid/problems/";
+
+/// Every problem type: (slug, status, title). The slugs are the section anchors of
+/// `docs/problems.md`; a test holds the document to this table.
+pub const PROBLEM_TYPES: [(&str, u16, &str); 15] = [
+    ("unauthenticated", 401, "Unauthenticated"),
+    ("unsupported-media-type", 415, "Unsupported media type"),
+    ("payload-too-large", 413, "Payload too large"),
+    ("invalid-request", 400, "Invalid request"),
+    ("suspicious-prompt", 400, "Suspicious prompt"),
+    ("forbidden", 403, "Forbidden"),
+    ("role-limit", 403, "Role limit exceeded"),
+    ("model-not-available", 403, "Model not available"),
+    ("suspended", 403, "Suspended"),
+    ("not-found", 404, "Not found"),
+    ("rate-limited", 429, "Too many requests"),
+    ("token-budget-exhausted", 429, "Token budget exhausted"),
+    ("bad-gateway", 502, "Bad gateway"),
+    ("service-unavailable", 503, "Service unavailable"),
+    ("gateway-timeout", 504, "Gateway timeout"),
+];
 
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -16,137 +46,197 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub request_id: String,
+    /// RFC 9457 §3.2 extension members.
+    #[serde(flatten)]
+    pub extensions: Map<String, Value>,
 }
 
-/// Status, title and public detail of an error.
-fn describe(err: &ApiError) -> (StatusCode, &'static str, String) {
+/// RFC 3339 UTC of a Unix time in seconds.
+pub fn rfc3339_secs(secs: u64) -> String {
+    crate::audit::record::rfc3339(secs.saturating_mul(1000))
+}
+
+fn joined(errors: &[crate::api::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            let at = e.pointer.trim_start_matches('#');
+            if at.is_empty() {
+                e.detail.clone()
+            } else {
+                format!("{at}: {}", e.detail)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Slug, public detail and extension members of an error.
+fn describe(err: &ApiError) -> (&'static str, String, Map<String, Value>) {
     use ApiError as E;
-    match err {
-        E::Unauthenticated => (
-            StatusCode::UNAUTHORIZED,
-            "Unauthenticated",
-            "no authenticated principal".into(),
-        ),
+    let mut ext = Map::new();
+    let (slug, detail) = match err {
+        E::Unauthenticated => ("unauthenticated", "no authenticated principal".into()),
         E::UnsupportedMediaType => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
+            "unsupported-media-type",
             "Content-Type must be application/json".into(),
         ),
         E::PayloadTooLarge { limit } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload too large",
+            "payload-too-large",
             format!("the body must be at most {limit} bytes"),
         ),
-        E::Invalid { field, detail } => (
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            format!("{field}: {detail}"),
-        ),
-        E::Forbidden { reason } => (StatusCode::FORBIDDEN, "Forbidden", reason.clone()),
-        E::RateLimited { retry_after, .. } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            format!("rate limit exceeded; retry in {} s", retry_after.as_secs()),
-        ),
+        E::Invalid { errors } => {
+            ext.insert("errors".into(), json!(errors));
+            ("invalid-request", joined(errors))
+        }
+        E::Forbidden { reason } => ("forbidden", reason.clone()),
+        E::RoleLimit { errors } => {
+            ext.insert("errors".into(), json!(errors));
+            ("role-limit", joined(errors))
+        }
+        E::ModelUnavailable { model, .. } => {
+            ext.insert("model".into(), json!(model));
+            (
+                "model-not-available",
+                // The same words whatever the cause: unknown, disabled, another tenant's, a tier
+                // the roles do not open, or no backend in this deployment.
+                format!(
+                    "model {model:?} is not available to you; GET /v1/models lists the models you may use"
+                ),
+            )
+        }
+        E::Suspended { until } => {
+            let at = rfc3339_secs(*until);
+            ext.insert("suspended_until".into(), json!(at));
+            (
+                "suspended",
+                format!("too many refused requests: predict is suspended for you until {at}"),
+            )
+        }
+        E::RateLimited {
+            limit,
+            quota,
+            window,
+            retry_after,
+        } => {
+            ext.insert("limit".into(), json!(limit.as_str()));
+            (
+                "rate-limited",
+                format!(
+                    "the {} limit of {quota} requests per {} s is spent; retry in {} s",
+                    limit.as_str(),
+                    window.as_secs(),
+                    retry_after.as_secs().max(1)
+                ),
+            )
+        }
+        E::TokenBudget {
+            limit,
+            requested,
+            remaining,
+            retry_after,
+        } => {
+            ext.insert("limit".into(), json!(limit.as_str()));
+            ext.insert("requested".into(), json!(requested));
+            ext.insert("remaining".into(), json!(remaining));
+            (
+                "token-budget-exhausted",
+                format!(
+                    "this request may use up to {requested} budget tokens and the {} budget has {remaining} left; lower max_tokens or the prompt, or retry in {} s",
+                    limit.as_str(),
+                    retry_after.as_secs().max(1)
+                ),
+            )
+        }
         E::SuspiciousPrompt { .. } => (
-            StatusCode::BAD_REQUEST,
-            "Suspicious prompt",
+            "suspicious-prompt",
             "the prompt was blocked by the prompt-injection screen".into(),
         ),
-        E::Backend(_) => (
-            StatusCode::BAD_GATEWAY,
-            "Bad gateway",
-            "the model backend failed".into(),
-        ),
-        E::BackendTimeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "Gateway timeout",
-            "the model backend timed out".into(),
-        ),
+        E::Backend(_) => ("bad-gateway", "the model backend failed".into()),
+        E::BackendTimeout => ("gateway-timeout", "the model backend timed out".into()),
         E::Unavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service unavailable",
+            "service-unavailable",
             "a dependency is unavailable; retry later".into(),
         ),
-    }
+        E::NotFound(_) => (
+            "not-found",
+            "this function does not serve that route".into(),
+        ),
+    };
+    (slug, detail, ext)
 }
 
-fn slug(title: &str) -> String {
-    title.to_ascii_lowercase().replace(' ', "-")
+/// Status and title of a problem type.
+pub fn problem_type(slug: &str) -> (StatusCode, &'static str) {
+    PROBLEM_TYPES
+        .iter()
+        .find(|(s, _, _)| *s == slug)
+        .and_then(|(_, status, title)| Some((StatusCode::from_u16(*status).ok()?, *title)))
+        .unwrap_or((StatusCode::INTERNAL_SERVER_ERROR, "Internal error"))
 }
 
-pub fn problem_response(err: &ApiError, request_id: &str) -> Response<String> {
-    let (status, title, detail) = describe(err);
+/// The problem response of `err`; `base` is the problem type base URL.
+pub fn problem_response(err: &ApiError, request_id: &str, base: &str) -> Response<String> {
+    let (slug, detail, extensions) = describe(err);
+    let (status, title) = problem_type(slug);
     let problem = Problem {
-        kind: format!("{PROBLEM_BASE}{}", slug(title)),
+        kind: format!("{base}{slug}"),
         title,
         status: status.as_u16(),
         detail,
         request_id: request_id.to_owned(),
+        extensions,
     };
     let mut resp = json_response(status, &problem, PROBLEM_JSON);
-    if let ApiError::RateLimited {
-        limit,
-        window,
-        retry_after,
-    } = err
-    {
-        let h = resp.headers_mut();
-        let secs = retry_after.as_secs().max(1);
-        insert(h, "retry-after", &secs.to_string());
-        set_rate_headers(h, *limit, window.as_secs(), 0, secs);
+    let retry = match err {
+        ApiError::RateLimited { retry_after, .. } | ApiError::TokenBudget { retry_after, .. } => {
+            Some(*retry_after)
+        }
+        _ => None,
+    };
+    if let Some(r) = retry {
+        insert(
+            resp.headers_mut(),
+            "retry-after",
+            &r.as_secs().max(1).to_string(),
+        );
     }
     resp
 }
 
-/// `RateLimit-Policy` and `RateLimit` on any response (allowed ones too).
-pub fn set_rate_headers(
-    h: &mut http::HeaderMap,
-    limit: u32,
-    window_secs: u64,
-    remaining: u32,
-    reset_secs: u64,
-) {
-    insert(
-        h,
-        "ratelimit-policy",
-        &rate_limit_policy(limit, window_secs),
-    );
-    insert(h, "ratelimit", &rate_limit(remaining, reset_secs));
+/// One IETF RateLimit policy as a response reports it (draft-ietf-httpapi-ratelimit-headers):
+/// `RateLimit-Policy: "<name>";q=<quota>;w=<window s>` and `RateLimit: "<name>";r=<remaining>;t=<s to reset>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatePolicy {
+    pub name: crate::error::LimitName,
+    pub quota: u64,
+    pub window_secs: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
 }
 
-/// The rate-limit fields of a limiter answer on a response.
-pub fn with_rate_status(
-    mut resp: Response<String>,
-    s: &crate::ratelimit::RateStatus,
-) -> Response<String> {
-    set_rate_headers(
-        resp.headers_mut(),
-        s.limit,
-        s.window_secs,
-        s.remaining,
-        s.reset_secs,
-    );
-    resp
-}
-
-/// The 429 of a denied limiter answer.
-pub fn rate_limited(s: &crate::ratelimit::RateStatus) -> ApiError {
-    ApiError::RateLimited {
-        limit: s.limit,
-        window: std::time::Duration::from_secs(s.window_secs),
-        retry_after: std::time::Duration::from_secs(s.reset_secs),
+/// `RateLimit-Policy` and `RateLimit` listing every policy that applied to the request, in order.
+pub fn set_rate_policies(h: &mut http::HeaderMap, policies: &[RatePolicy]) {
+    if policies.is_empty() {
+        return;
     }
-}
-
-/// `RateLimit-Policy` per draft-ietf-httpapi-ratelimit-headers.
-pub fn rate_limit_policy(limit: u32, window_secs: u64) -> String {
-    format!("\"default\";q={limit};w={window_secs}")
-}
-
-/// `RateLimit` per draft-ietf-httpapi-ratelimit-headers: remaining quota and seconds to reset.
-pub fn rate_limit(remaining: u32, reset_secs: u64) -> String {
-    format!("\"default\";r={remaining};t={reset_secs}")
+    let policy: Vec<String> = policies
+        .iter()
+        .map(|p| format!("\"{}\";q={};w={}", p.name.as_str(), p.quota, p.window_secs))
+        .collect();
+    let state: Vec<String> = policies
+        .iter()
+        .map(|p| {
+            format!(
+                "\"{}\";r={};t={}",
+                p.name.as_str(),
+                p.remaining,
+                p.reset_secs
+            )
+        })
+        .collect();
+    insert(h, "ratelimit-policy", &policy.join(", "));
+    insert(h, "ratelimit", &state.join(", "));
 }
 
 fn insert(h: &mut http::HeaderMap, name: &'static str, value: &str) {
@@ -178,43 +268,111 @@ pub fn json_response<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{LimitName, ModelRefusal};
     use std::time::Duration;
+
+    const BASE: &str = "https://docs.example/problems#";
 
     #[test]
     fn five_hundreds_carry_no_internal_detail() {
         let r = problem_response(
             &ApiError::Unavailable("dynamodb: connection refused to 10.0.0.1".into()),
             "rid",
+            BASE,
         );
         assert_eq!(r.status(), 503);
         assert!(!r.body().contains("10.0.0.1") && !r.body().contains("dynamodb"));
         let r = problem_response(
             &ApiError::Backend("bedrock AccessDenied arn:aws:...".into()),
             "rid",
+            BASE,
         );
         assert_eq!(r.status(), 502);
         assert!(!r.body().contains("arn:aws"));
     }
 
     #[test]
-    fn problem_shape_and_rate_limit_headers() {
+    fn problem_shape_type_base_and_retry_after() {
         let e = ApiError::RateLimited {
-            limit: 60,
+            limit: LimitName::Role,
+            quota: 60,
             window: Duration::from_secs(60),
             retry_after: Duration::from_secs(17),
         };
-        let r = problem_response(&e, "req-1");
+        let r = problem_response(&e, "req-1", BASE);
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["content-type"], PROBLEM_JSON);
         assert_eq!(r.headers()["retry-after"], "17");
-        assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=60;w=60");
-        assert_eq!(r.headers()["ratelimit"], "\"default\";r=0;t=17");
         let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
         assert_eq!(v["status"], 429);
         assert_eq!(v["request_id"], "req-1");
-        assert_eq!(
-            v["type"],
-            "https://gatehouse.dev/problems/too-many-requests"
+        assert_eq!(v["limit"], "role");
+        assert_eq!(v["type"], "https://docs.example/problems#rate-limited");
+    }
+
+    #[test]
+    fn every_model_refusal_reads_the_same_to_the_caller() {
+        let bodies: Vec<(u16, String)> = [
+            ModelRefusal::Unknown,
+            ModelRefusal::Disabled,
+            ModelRefusal::OtherTenant,
+            ModelRefusal::NotPermitted,
+            ModelRefusal::NoBackend,
+        ]
+        .into_iter()
+        .map(|cause| {
+            let r = problem_response(
+                &ApiError::ModelUnavailable {
+                    model: "m".into(),
+                    cause,
+                },
+                "rid",
+                BASE,
+            );
+            (r.status().as_u16(), r.body().clone())
+        })
+        .collect();
+        assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:?}");
+        assert_eq!(bodies[0].0, 403);
+    }
+
+    #[test]
+    fn several_policies_are_all_listed() {
+        let mut h = http::HeaderMap::new();
+        set_rate_policies(
+            &mut h,
+            &[
+                RatePolicy {
+                    name: LimitName::Role,
+                    quota: 60,
+                    window_secs: 60,
+                    remaining: 59,
+                    reset_secs: 40,
+                },
+                RatePolicy {
+                    name: LimitName::Tokens,
+                    quota: 1000,
+                    window_secs: 86_400,
+                    remaining: 990,
+                    reset_secs: 3600,
+                },
+            ],
         );
+        assert_eq!(
+            h["ratelimit-policy"],
+            "\"role\";q=60;w=60, \"tokens\";q=1000;w=86400"
+        );
+        assert_eq!(
+            h["ratelimit"],
+            "\"role\";r=59;t=40, \"tokens\";r=990;t=3600"
+        );
+    }
+
+    #[test]
+    fn slugs_and_titles_are_unique_per_type() {
+        let mut slugs: Vec<&str> = PROBLEM_TYPES.iter().map(|t| t.0).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), PROBLEM_TYPES.len());
     }
 }

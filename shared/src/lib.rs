@@ -49,6 +49,8 @@ pub mod model;
 pub mod bedrock;
 #[cfg(feature = "predict")]
 pub mod predict;
+#[cfg(feature = "predict")]
+pub mod routes;
 
 // Cold-start wiring of each function.
 pub mod setup;

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 pub const NAMESPACE: &str = "Gatehouse";
+/// Counted once when a repeat offender's suspension starts (predict); alarmed in the template.
+pub const SUSPENSION_STARTED: &str = "SuspensionStarted";
 
 /// The EMF document counting one event under metric `name`, with its latency.
 pub fn emf_line(function: &str, name: &str, latency: Duration, timestamp_ms: u64) -> Value {

@@ -26,6 +26,11 @@ pub enum ModelError {
 
 #[async_trait::async_trait]
 pub trait ModelBackend: Send + Sync {
+    /// Whether this backend can run `model` (a model id of the policy). predict refuses other
+    /// models before any quota is spent, and cold start refuses a default model it cannot run.
+    fn serves(&self, model: &str) -> bool;
+    /// Runs one prompt. The output must stay within `max_tokens` tokens: token budgets reserve
+    /// on that bound.
     async fn complete(&self, req: &ModelRequest<'_>) -> Result<ModelOutput, ModelError>;
 }
 
@@ -34,19 +39,25 @@ pub fn approx_tokens(text: &str) -> u32 {
     u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
 }
 
-/// The local default: answers with the prompt, labelled, truncated to `max_tokens`. Deterministic.
+/// The local default: answers with the prompt, labelled, cut so that its token count
+/// (`approx_tokens`) stays within `max_tokens`. Deterministic. It serves every model id, so the
+/// whole policy can be exercised locally.
 pub struct EchoModel;
 
 pub const ECHO_LABEL: &str = "[gatehouse local echo model]";
 
 #[async_trait::async_trait]
 impl ModelBackend for EchoModel {
+    fn serves(&self, _model: &str) -> bool {
+        true
+    }
+
     async fn complete(&self, req: &ModelRequest<'_>) -> Result<ModelOutput, ModelError> {
         let budget = usize::try_from(req.max_tokens)
             .unwrap_or(usize::MAX)
             .saturating_mul(4);
-        let echoed: String = req.prompt.chars().take(budget).collect();
-        let text = format!("{ECHO_LABEL} {echoed}");
+        let full = format!("{ECHO_LABEL} {}", req.prompt);
+        let text = crate::text::cap(&full, budget).0.to_owned();
         Ok(ModelOutput {
             usage: Usage {
                 input_tokens: approx_tokens(req.prompt),
@@ -54,5 +65,29 @@ impl ModelBackend for EchoModel {
             },
             text,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn echo_output_stays_within_max_tokens() {
+        for max_tokens in [1u32, 3, 8, 512] {
+            let out = EchoModel
+                .complete(&ModelRequest {
+                    model: "echo",
+                    prompt: "héllo wörld, a prompt of some length ✓",
+                    temperature: 1.0,
+                    max_tokens,
+                })
+                .await
+                .unwrap();
+            assert!(
+                out.usage.output_tokens <= max_tokens,
+                "{max_tokens}: {out:?}"
+            );
+        }
     }
 }

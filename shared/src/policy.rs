@@ -28,13 +28,100 @@ pub enum PolicyError {
     Entities(String),
 }
 
-/// Limits a role grants; a principal with several roles gets the most generous of each.
+/// The route whose policy decides which roles count towards predict's limits (issue 10.3).
+pub const PREDICT_ROUTE: &str = "POST /v1/predict";
+
+/// Limits a role grants; a principal with several roles that may call predict gets the most
+/// generous of each (see `PolicyStore::limits_for`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct RoleLimits {
     pub requests_per_window: u32,
     pub window_seconds: u32,
     pub max_prompt_chars: u32,
     pub max_tokens: u32,
+    /// Weighted tokens per UTC day.
+    pub tokens_per_day: u64,
+    /// Weighted tokens per UTC calendar month; `None` = no monthly limit.
+    #[serde(default)]
+    pub tokens_per_month: Option<u64>,
+}
+
+/// A tenant's shared token budget (weighted tokens), from a `Gatehouse::Tenant` entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TenantBudget {
+    pub tokens_per_day: u64,
+    #[serde(default)]
+    pub tokens_per_month: Option<u64>,
+}
+
+/// The tenant entity whose budget applies to every tenant not listed by name.
+pub const ANY_TENANT: &str = "*";
+
+/// A Cedar `decimal` (at most 4 digits after the point), as a count of ten-thousandths.
+/// Entities write it as `{"__extn": {"fn": "decimal", "arg": "1.5"}}` (Cedar's JSON entity
+/// format); Cedar itself validates the value against the schema's `decimal` type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Decimal4(pub i64);
+
+impl Decimal4 {
+    pub const ONE: Decimal4 = Decimal4(10_000);
+
+    /// Cedar's decimal literal: `-?[0-9]+\.[0-9]{1,4}`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (neg, body) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (int, frac) = body.split_once('.')?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int) || !digits(frac) || frac.len() > 4 {
+            return None;
+        }
+        let int: i64 = int.parse().ok()?;
+        let frac: i64 = format!("{frac:0<4}").parse().ok()?;
+        let v = int.checked_mul(10_000)?.checked_add(frac)?;
+        Some(Self(if neg { -v } else { v }))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / 10_000.0
+    }
+
+    /// `ceil(n × self)` for a non-negative decimal; saturates instead of overflowing.
+    pub fn ceil_mul(self, n: u64) -> u64 {
+        let w = u128::try_from(self.0.max(0)).unwrap_or(0);
+        let v = (u128::from(n) * w).div_ceil(10_000);
+        u64::try_from(v).unwrap_or(u64::MAX)
+    }
+}
+
+impl std::fmt::Display for Decimal4 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:04}", a / 10_000, a % 10_000)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decimal4 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct FnArg {
+            #[serde(rename = "fn")]
+            func: String,
+            arg: String,
+        }
+        #[derive(Deserialize)]
+        struct Escape {
+            __extn: FnArg,
+        }
+        let e = Escape::deserialize(d)?;
+        if e.__extn.func != "decimal" {
+            return Err(serde::de::Error::custom("expected a decimal(...) value"));
+        }
+        Self::parse(&e.__extn.arg)
+            .ok_or_else(|| serde::de::Error::custom("not a Cedar decimal literal"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -45,6 +132,21 @@ pub struct ModelInfo {
     pub tenant: Option<String>,
     #[serde(default)]
     pub requests_per_window: Option<u32>,
+    /// Largest `max_tokens` the backend accepts for this model (above: 400).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Largest temperature the backend accepts for this model (above: 400); the minimum is 0.
+    #[serde(default)]
+    pub temperature_max: Option<Decimal4>,
+    /// Budget tokens charged per model token; 1.0 when absent.
+    #[serde(default)]
+    pub token_weight: Option<Decimal4>,
+}
+
+impl ModelInfo {
+    pub fn weight(&self) -> Decimal4 {
+        self.token_weight.unwrap_or(Decimal4::ONE)
+    }
 }
 
 /// The outcome of one Cedar evaluation, with the ids of the policies that determined it.
@@ -83,13 +185,17 @@ const USER: &str = "Gatehouse::User";
 const ROLE: &str = "Gatehouse::Role";
 const ROUTE: &str = "Gatehouse::Route";
 const MODEL: &str = "Gatehouse::Model";
+const TENANT: &str = "Gatehouse::Tenant";
 
 pub struct PolicyStore {
     schema: Schema,
     policies: PolicySet,
     entities: HashMap<EntityUid, Entity>,
     roles: HashMap<String, RoleLimits>,
-    models: HashMap<String, ModelInfo>,
+    /// The roles that may call predict on their own: only their limits count (issue 10.3).
+    predict_roles: HashSet<String>,
+    tenants: HashMap<String, TenantBudget>,
+    models: std::collections::BTreeMap<String, ModelInfo>,
     authorizer: Authorizer,
     user_type: EntityTypeName,
     role_type: EntityTypeName,
@@ -148,7 +254,8 @@ impl PolicyStore {
         let raw: Vec<RawEntity> =
             serde_json::from_str(entities_src).map_err(|e| PolicyError::Entities(e.to_string()))?;
         let mut roles = HashMap::new();
-        let mut models = HashMap::new();
+        let mut tenants = HashMap::new();
+        let mut models = std::collections::BTreeMap::new();
         for e in raw {
             match e.uid.ty.as_str() {
                 ROLE => {
@@ -161,17 +268,31 @@ impl PolicyStore {
                     let info: ModelInfo = serde_json::from_value(e.attrs).map_err(|err| {
                         PolicyError::Entities(format!("model {}: {err}", e.uid.id))
                     })?;
+                    if info.weight().0 <= 0 || info.temperature_max.is_some_and(|t| t.0 < 0) {
+                        return Err(PolicyError::Entities(format!(
+                            "model {}: token_weight must be positive and temperature_max not negative",
+                            e.uid.id
+                        )));
+                    }
                     models.insert(e.uid.id, info);
+                }
+                TENANT => {
+                    let budget: TenantBudget = serde_json::from_value(e.attrs).map_err(|err| {
+                        PolicyError::Entities(format!("tenant {}: {err}", e.uid.id))
+                    })?;
+                    tenants.insert(e.uid.id, budget);
                 }
                 _ => {}
             }
         }
         let action = type_name("Gatehouse::Action")?;
-        Ok(Self {
+        let mut store = Self {
             schema,
             policies,
             entities,
             roles,
+            predict_roles: HashSet::new(),
+            tenants,
             models,
             authorizer: Authorizer::new(),
             user_type: type_name(USER)?,
@@ -179,23 +300,60 @@ impl PolicyStore {
             action_invoke: uid(&action, "invoke"),
             action_predict: uid(&action, "predict"),
             route_memo: Mutex::new(HashMap::new()),
-        })
+        };
+        // A role counts towards predict's limits only if it may call predict on its own: the
+        // route policy decides, evaluated once here for a principal holding just that role.
+        store.predict_roles = store
+            .roles
+            .keys()
+            .filter(|r| {
+                let alone = Principal {
+                    sub: format!("role-probe:{r}"),
+                    roles: vec![(*r).clone()],
+                    tenant: None,
+                    token_id: String::new(),
+                };
+                store.evaluate_route(&alone, PREDICT_ROUTE).allowed
+            })
+            .cloned()
+            .collect();
+        Ok(store)
     }
 
     pub fn model(&self, id: &str) -> Option<&ModelInfo> {
         self.models.get(id)
     }
 
+    /// Every model of the policy, by id (sorted).
+    pub fn models(&self) -> impl Iterator<Item = (&str, &ModelInfo)> {
+        self.models.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether `role` may call predict on its own (so its limits count for predict).
+    pub fn grants_predict(&self, role: &str) -> bool {
+        self.predict_roles.contains(role)
+    }
+
+    /// The token budget of `tenant`: its own entity, else `Tenant::"*"`, else none.
+    pub fn tenant_budget(&self, tenant: &str) -> Option<TenantBudget> {
+        self.tenants
+            .get(tenant)
+            .or_else(|| self.tenants.get(ANY_TENANT))
+            .copied()
+    }
+
     pub fn role(&self, id: &str) -> Option<&RoleLimits> {
         self.roles.get(id)
     }
 
-    /// The most generous limits over the principal's known roles (the rate as a whole pair, the
-    /// other limits each on its own); `None` when no role is known (such a principal has no
-    /// grants either).
+    /// The most generous limits over the principal's roles that may call predict (the rate as a
+    /// whole pair, the other limits each on its own); `None` when no role grants predict.
+    /// Roles that do not grant predict (an `auditor`'s) never widen predict's limits: analyst +
+    /// auditor gets the analyst's rate, not the auditor's.
     pub fn limits_for(&self, roles: &[String]) -> Option<RoleLimits> {
         roles
             .iter()
+            .filter(|r| self.predict_roles.contains(*r))
             .filter_map(|r| self.roles.get(r))
             .copied()
             .reduce(|a, b| {
@@ -213,6 +371,12 @@ impl PolicyStore {
                     window_seconds: window,
                     max_prompt_chars: a.max_prompt_chars.max(b.max_prompt_chars),
                     max_tokens: a.max_tokens.max(b.max_tokens),
+                    tokens_per_day: a.tokens_per_day.max(b.tokens_per_day),
+                    // No monthly limit on either role is the more generous one.
+                    tokens_per_month: match (a.tokens_per_month, b.tokens_per_month) {
+                        (Some(x), Some(y)) => Some(x.max(y)),
+                        _ => None,
+                    },
                 }
             })
     }
@@ -459,22 +623,28 @@ mod tests {
             .unwrap();
         assert_eq!(l.requests_per_window, 60);
         assert_eq!(l.max_prompt_chars, 8000);
+        assert_eq!(l.tokens_per_day, 1_000_000);
+        assert_eq!(
+            l.tokens_per_month, None,
+            "analyst has no monthly limit: the more generous"
+        );
         assert!(store.limits_for(&["nobody".into()]).is_none());
         // 1000 an hour and 10 a minute must not combine into 1000 a minute.
-        let hourly = RoleLimits {
-            requests_per_window: 1000,
-            window_seconds: 3600,
+        let limits = |requests_per_window, window_seconds| RoleLimits {
+            requests_per_window,
+            window_seconds,
             max_prompt_chars: 1,
             max_tokens: 1,
-        };
-        let minutely = RoleLimits {
-            requests_per_window: 10,
-            window_seconds: 60,
-            max_prompt_chars: 1,
-            max_tokens: 1,
+            tokens_per_day: 1,
+            tokens_per_month: Some(1),
         };
         let store = PolicyStore {
-            roles: [("h".to_string(), hourly), ("m".to_string(), minutely)].into(),
+            roles: [
+                ("h".to_string(), limits(1000, 3600)),
+                ("m".to_string(), limits(10, 60)),
+            ]
+            .into(),
+            predict_roles: ["h".to_string(), "m".to_string()].into(),
             ..store
         };
         let l = store.limits_for(&["m".into(), "h".into()]).unwrap();
@@ -483,5 +653,65 @@ mod tests {
             (1000, 3600),
             "1000/h (16.7/min) beats 10/min; never 1000/min"
         );
+    }
+
+    #[test]
+    fn roles_that_do_not_grant_predict_never_widen_its_limits() {
+        let store = PolicyStore::embedded().unwrap();
+        assert!(store.grants_predict("analyst") && store.grants_predict("trial"));
+        assert!(!store.grants_predict("auditor"));
+        // The auditor's 30 a minute is more than the analyst's 20: it must not count.
+        assert_eq!(store.role("auditor").unwrap().requests_per_window, 30);
+        for roles in [["analyst", "auditor"], ["auditor", "analyst"]] {
+            let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+            assert_eq!(
+                store.limits_for(&roles),
+                store.role("analyst").copied(),
+                "{roles:?}"
+            );
+        }
+        assert_eq!(store.limits_for(&["auditor".into()]), None);
+    }
+
+    #[test]
+    fn tenant_budgets_fall_back_to_the_any_tenant_entity() {
+        let store = PolicyStore::embedded().unwrap();
+        assert_eq!(
+            store.tenant_budget("acme").unwrap().tokens_per_day,
+            5_000_000
+        );
+        assert_eq!(
+            store.tenant_budget("globex").unwrap().tokens_per_day,
+            store.tenant_budget(ANY_TENANT).unwrap().tokens_per_day
+        );
+    }
+
+    #[test]
+    fn decimals_parse_as_cedar_writes_them() {
+        assert_eq!(Decimal4::parse("1.0"), Some(Decimal4(10_000)));
+        assert_eq!(Decimal4::parse("0.25"), Some(Decimal4(2_500)));
+        assert_eq!(Decimal4::parse("-2.5"), Some(Decimal4(-25_000)));
+        for bad in [
+            "1", ".5", "1.", "1.23456", "1e3", "", "x.0", "1.0.0", "+1.0",
+        ] {
+            assert_eq!(Decimal4::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Decimal4(25_000).to_string(), "2.5000");
+        assert_eq!(Decimal4(15_000).ceil_mul(3), 5, "1.5 x 3 = 4.5 -> 5");
+        assert_eq!(Decimal4::ONE.ceil_mul(7), 7);
+        let store = PolicyStore::embedded().unwrap();
+        let sonnet = store.model("claude-sonnet").unwrap();
+        assert_eq!(sonnet.weight(), Decimal4(50_000));
+        assert_eq!(sonnet.temperature_max, Some(Decimal4::ONE));
+        assert_eq!(store.model("legacy-model").unwrap().weight(), Decimal4::ONE);
+    }
+
+    #[test]
+    fn a_model_with_a_zero_weight_is_refused_at_load() {
+        let entities = ENTITIES_SRC.replace(r#""arg": "5.0""#, r#""arg": "0.0""#);
+        assert!(matches!(
+            PolicyStore::from_sources(SCHEMA_SRC, POLICIES_SRC, &entities),
+            Err(PolicyError::Entities(_))
+        ));
     }
 }

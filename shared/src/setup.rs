@@ -62,7 +62,7 @@ async fn audit_log(
     ))
 }
 
-#[cfg(any(feature = "authorizer", feature = "predict"))]
+#[cfg(feature = "authorizer")]
 fn limiter(
     sdk: &SdkConfig,
     config: &crate::config::RateLimitConfig,
@@ -90,7 +90,65 @@ pub fn model_backend(
     }
 }
 
-/// predict's state: policy, screen, model backend, rate limiter, audit log (with its key).
+/// Cold start refuses a deployment whose requests without `model` could never be served: the
+/// default model must be a policy model that is enabled and that the backend runs. Every Bedrock
+/// mapping must name a policy model (a typo would silently serve nothing). Enabled models the
+/// backend cannot run are logged; predict refuses them per request, before any quota is spent,
+/// with the same answer as an unknown model (issue 10.1).
+#[cfg(feature = "predict")]
+pub fn check_models(
+    policy: &crate::policy::PolicyStore,
+    backend: &dyn crate::model::ModelBackend,
+    config: &crate::config::PredictConfig,
+) -> Result<(), ConfigError> {
+    let default = config.default_model.as_str();
+    match policy.model(default) {
+        None => {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_DEFAULT_MODEL",
+                reason: format!("{default:?} is not a model of infra/policy/entities.json"),
+            });
+        }
+        Some(m) if !m.enabled => {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_DEFAULT_MODEL",
+                reason: format!("{default:?} is disabled in the policy"),
+            });
+        }
+        Some(_) if !backend.serves(default) => {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_DEFAULT_MODEL",
+                reason: format!(
+                    "the {:?} backend cannot run {default:?} (with bedrock, name one of GATEHOUSE_BEDROCK_MODELS)",
+                    config.model_backend
+                ),
+            });
+        }
+        Some(_) => {}
+    }
+    if let Some(unknown) = config
+        .bedrock_models
+        .keys()
+        .find(|k| policy.model(k).is_none())
+    {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_BEDROCK_MODELS",
+            reason: format!("{unknown:?} is not a model of infra/policy/entities.json"),
+        });
+    }
+    let unserved: Vec<&str> = policy
+        .models()
+        .filter(|(id, m)| m.enabled && !backend.serves(id))
+        .map(|(id, _)| id)
+        .collect();
+    if !unserved.is_empty() {
+        tracing::warn!(models = ?unserved, "enabled policy models without a backend here: refused per request");
+    }
+    Ok(())
+}
+
+/// predict's state: policy, screen, model backend, rate limiter, token budgets, audit log
+/// (with its key).
 #[cfg(feature = "predict")]
 pub async fn predictor(
     sdk: &SdkConfig,
@@ -101,12 +159,17 @@ pub async fn predictor(
     let rate = RateLimitConfig::from_env(env)?;
     let audit = AuditConfig::from_env(env)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let policy = crate::policy::PolicyStore::embedded()?;
+    let model = model_backend(&config, sdk);
+    check_models(&policy, model.as_ref(), &config)?;
+    let counter = crate::ratelimit::dynamo::DynamoCounter::new(sdk, &rate.table, rate.timeout);
     Ok(crate::predict::Predictor {
-        policy: crate::policy::PolicyStore::embedded()?,
+        policy,
         screener: crate::screen::Screener::new(config.screen)?,
-        model: model_backend(&config, sdk),
+        model,
+        limiter: crate::ratelimit::RateLimiter::new(Box::new(counter.clone())),
+        budgets: crate::ratelimit::budget::Budgets::new(Box::new(counter), config.suspension),
         config,
-        limiter: limiter(sdk, &rate),
         rate_fail_open: rate.fail_open,
         audit: audit_log(sdk, &audit, "predict", clock.now()).await?,
         clock,
@@ -176,20 +239,21 @@ pub fn in_memory_audit(source: &'static str, now: SystemTime) -> AuditLog {
     )
 }
 
-/// A predictor whose rate counter and audit sink are in-memory fakes, for tests and benchmarks.
+/// A predictor whose rate table and audit sink are in-memory fakes, for tests and benchmarks.
 #[cfg(feature = "predict")]
 pub fn in_memory_predictor(
     config: crate::config::PredictConfig,
 ) -> Result<crate::predict::Predictor, SetupError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // One in-memory store plays the whole rate table: counters, budgets, suspensions.
+    let table = Arc::new(crate::ratelimit::budget::MemoryLedger::default());
     Ok(crate::predict::Predictor {
         policy: crate::policy::PolicyStore::embedded()?,
         screener: crate::screen::Screener::new(config.screen)?,
         model: Box::new(crate::model::EchoModel),
+        limiter: crate::ratelimit::RateLimiter::new(Box::new(table.clone())),
+        budgets: crate::ratelimit::budget::Budgets::new(Box::new(table), config.suspension),
         config,
-        limiter: crate::ratelimit::RateLimiter::new(Box::new(
-            crate::ratelimit::MemoryCounter::default(),
-        )),
         rate_fail_open: false,
         audit: in_memory_audit("predict", clock.now()),
         clock,

@@ -7,7 +7,14 @@
 use gatehouse::auth::Principal;
 use gatehouse::policy::PolicyStore;
 
-const ROUTES: [&str; 3] = ["POST /v1/predict", "GET /v1/predict", "DELETE /v1/audit"];
+const ROUTES: [&str; 6] = [
+    "POST /v1/predict",
+    "GET /v1/models",
+    "GET /v1/usage",
+    "POST /v1/suspensions/lift",
+    "GET /v1/predict",
+    "DELETE /v1/audit",
+];
 const MODELS: [&str; 6] = [
     "echo",
     "claude-haiku",
@@ -21,7 +28,7 @@ struct Row {
     roles: &'static [&'static str],
     tenant: Option<&'static str>,
     /// One cell per entry of ROUTES.
-    routes: [bool; 3],
+    routes: [bool; 6],
     /// One cell per entry of MODELS.
     models: [bool; 6],
 }
@@ -31,18 +38,22 @@ const N: bool = false;
 
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
-    //                                               routes: predict  GET   audit      models: echo haiku sonnet acme-ft legacy none
-    Row { roles: &["ai_operator"],            tenant: None,           routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["ai_operator"],            tenant: Some("acme"),   routes: [Y, N, N], models: [Y, Y, Y, Y, N, N] },
-    Row { roles: &["ai_operator"],            tenant: Some("globex"), routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["analyst"],                tenant: None,           routes: [Y, N, N], models: [Y, Y, N, N, N, N] },
-    Row { roles: &["analyst"],                tenant: Some("acme"),   routes: [Y, N, N], models: [Y, Y, N, Y, N, N] },
-    Row { roles: &["analyst", "ai_operator"], tenant: None,           routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["auditor"],                tenant: Some("acme"),   routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["root"],                   tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["root", "auditor"],        tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &[],                         tenant: Some("acme"),   routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["AI_OPERATOR"],            tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
+    //                                               routes: predict models usage lift GET-p audit   models: echo haiku sonnet acme-ft legacy none
+    Row { roles: &["ai_operator"],            tenant: None,           routes: [Y, Y, Y, Y, N, N], models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["ai_operator"],            tenant: Some("acme"),   routes: [Y, Y, Y, N, N, N], models: [Y, Y, Y, Y, N, N] },
+    Row { roles: &["ai_operator"],            tenant: Some("globex"), routes: [Y, Y, Y, N, N, N], models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["analyst"],                tenant: None,           routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, N, N, N] },
+    Row { roles: &["analyst"],                tenant: Some("acme"),   routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, Y, N, N] },
+    Row { roles: &["analyst", "ai_operator"], tenant: None,           routes: [Y, Y, Y, Y, N, N], models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["analyst", "auditor"],     tenant: None,           routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, N, N, N] },
+    Row { roles: &["trial"],                  tenant: None,           routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, N, N, N] },
+    Row { roles: &["trial"],                  tenant: Some("acme"),   routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, Y, N, N] },
+    Row { roles: &["auditor"],                tenant: Some("acme"),   routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["auditor"],                tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["root"],                   tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["root", "auditor"],        tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &[],                         tenant: Some("acme"),   routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
+    Row { roles: &["AI_OPERATOR"],            tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
 ];
 
 #[test]
@@ -97,4 +108,24 @@ fn an_allow_names_the_policy_that_granted_it_and_a_forbid_names_itself() {
     assert_eq!(d.policy_ids, vec!["forbid-cross-tenant".to_string()]);
     let d = store.authorize_model(&p(&["ai_operator"], None), "legacy-model", 256);
     assert_eq!(d.policy_ids, vec!["forbid-disabled-model".to_string()]);
+}
+
+#[test]
+fn each_route_is_granted_by_its_own_policy() {
+    let store = PolicyStore::embedded().unwrap();
+    let operator = Principal {
+        sub: "u".into(),
+        roles: vec!["ai_operator".into()],
+        tenant: None,
+        token_id: "t".into(),
+    };
+    for (route, policy) in [
+        ("POST /v1/predict", "route-predict-operator"),
+        ("GET /v1/models", "route-models"),
+        ("GET /v1/usage", "route-usage"),
+        ("POST /v1/suspensions/lift", "route-suspension-lift"),
+    ] {
+        let d = store.authorize_route(&operator, route);
+        assert_eq!(d.policy_ids, vec![policy.to_string()], "{route}");
+    }
 }

@@ -81,27 +81,32 @@ pub async fn audit_log(sdk: &SdkConfig, source: &'static str) -> Result<AuditLog
     ))
 }
 
-/// A Predictor whose counter and audit log live in the emulator behind `sdk`.
+/// A Predictor whose counter, budgets and audit log live in the emulator behind `sdk`.
 pub async fn predictor(sdk: &SdkConfig, policy: PolicyStore) -> Result<Predictor> {
+    predictor_with_model(sdk, policy, Box::new(EchoModel)).await
+}
+
+/// The same, with a model backend of the test's choosing.
+pub async fn predictor_with_model(
+    sdk: &SdkConfig,
+    policy: PolicyStore,
+    model: Box<dyn gatehouse::model::ModelBackend>,
+) -> Result<Predictor> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let counter = DynamoCounter::new(sdk, RATE_TABLE, Duration::from_secs(2));
+    let config = PredictConfig::from_env(&gatehouse::config::Env(|_| None))?;
     Ok(Predictor {
         policy,
         screener: gatehouse::screen::Screener::new(Default::default())?,
-        model: Box::new(EchoModel),
+        model,
+        limiter: RateLimiter::new(Box::new(counter.clone())),
+        budgets: gatehouse::ratelimit::budget::Budgets::new(Box::new(counter), config.suspension),
         config: PredictConfig {
             model_backend: ModelBackendKind::Echo,
             max_body_bytes: 64 * 1024,
-            default_max_prompt_chars: 8000,
-            max_tokens_cap: 4096,
             model_timeout: Duration::from_secs(5),
-            screen: Default::default(),
-            bedrock_models: Default::default(),
+            ..config
         },
-        limiter: RateLimiter::new(Box::new(DynamoCounter::new(
-            sdk,
-            RATE_TABLE,
-            Duration::from_secs(2),
-        ))),
         rate_fail_open: false,
         audit: audit_log(sdk, "predict").await?,
         clock,

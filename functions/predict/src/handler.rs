@@ -28,7 +28,9 @@ pub async fn handle(predictor: &Predictor, request: Request) -> Result<Response<
         source_ip: ctx.and_then(|c| c.http.source_ip.as_deref()),
         user_agent: ctx.and_then(|c| c.http.user_agent.as_deref()),
     };
-    let response = predictor.handle(inbound).await;
+    // The route API Gateway matched: the function serves several (gatehouse::routes::ROUTES).
+    let route_key = ctx.and_then(|c| c.route_key.as_deref()).unwrap_or_default();
+    let response = predictor.serve(route_key, inbound).await;
     Ok(response.map(Body::from))
 }
 

@@ -141,6 +141,9 @@ pub struct AuditEvent<'a> {
     pub source_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub latency: Duration,
+    /// Further attributes of this outcome (token reservation and use, a suspension that
+    /// started, ...). They never replace a standard attribute of the same name.
+    pub extra: &'a [(&'a str, Field)],
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +283,9 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
         "latency_ms".into(),
         Field::N(u64::try_from(ev.latency.as_millis()).unwrap_or(u64::MAX)),
     );
+    for (name, value) in ev.extra {
+        f.entry((*name).to_owned()).or_insert_with(|| value.clone());
+    }
     if settings.retention_days > 0 {
         f.insert(
             "retention_days".into(),
@@ -461,6 +467,7 @@ mod tests {
             source_ip: Some("10.0.0.1"),
             user_agent: Some("curl\r\nX-Injected: 1"),
             latency: Duration::from_millis(12),
+            extra: &[],
         }
     }
 

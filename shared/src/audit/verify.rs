@@ -247,6 +247,7 @@ mod tests {
             source_ip: None,
             user_agent: None,
             latency: Duration::ZERO,
+            extra: &[],
         };
         log.record(&ev).await.is_ok()
     }

@@ -25,6 +25,16 @@ impl FromStr for ModelBackendKind {
     }
 }
 
+/// Repeat-offender suspension (issue 13): `after` offences of one kind (blocked prompts, or
+/// forbidden-model answers) within `window` suspend the principal from predict for `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuspensionConfig {
+    /// K; 0 turns suspension off.
+    pub after: u32,
+    pub window: Duration,
+    pub period: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct PredictConfig {
     pub model_backend: ModelBackendKind,
@@ -37,6 +47,13 @@ pub struct PredictConfig {
     pub screen: crate::screen::ScreenConfig,
     /// Our model id → Bedrock model id (only for the `bedrock` backend).
     pub bedrock_models: HashMap<String, String>,
+    /// The model of a request that names none (`GATEHOUSE_DEFAULT_MODEL`); cold start refuses
+    /// one the policy does not enable or the backend cannot run.
+    pub default_model: String,
+    /// Base of the problem `type` URIs (`GATEHOUSE_PROBLEM_BASE_URL`); the type is base + slug,
+    /// the slug being the section of `docs/problems.md`.
+    pub problem_base: String,
+    pub suspension: SuspensionConfig,
 }
 
 impl PredictConfig {
@@ -49,8 +66,58 @@ impl PredictConfig {
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
             screen: screen_config(env)?,
             bedrock_models: bedrock_models(env)?,
+            default_model: env.parsed("GATEHOUSE_DEFAULT_MODEL", "echo".to_owned())?,
+            problem_base: problem_base(env)?,
+            suspension: suspension(env)?,
         })
     }
+}
+
+/// The problem type base: an absolute `https`/`http` URL or a `tag:`/`urn:` URI (RFC 9457 §3.1.1
+/// wants an absolute URI), printable ASCII without spaces or quotes.
+fn problem_base<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<String, ConfigError> {
+    let v = env.parsed(
+        "GATEHOUSE_PROBLEM_BASE_URL",
+        crate::http::DEFAULT_PROBLEM_BASE.to_owned(),
+    )?;
+    let scheme_ok = ["https://", "http://", "tag:", "urn:"]
+        .iter()
+        .any(|s| v.starts_with(s));
+    let chars_ok = v
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\'));
+    if scheme_ok && chars_ok {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "GATEHOUSE_PROBLEM_BASE_URL",
+            reason: "must be an absolute https://, http://, tag: or urn: URI without spaces".into(),
+        })
+    }
+}
+
+fn suspension<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<SuspensionConfig, ConfigError> {
+    let c = SuspensionConfig {
+        after: env.parsed("GATEHOUSE_SUSPEND_AFTER", 5)?,
+        window: env.secs("GATEHOUSE_SUSPEND_WINDOW_SECS", 900)?,
+        period: env.secs("GATEHOUSE_SUSPEND_SECS", 3600)?,
+    };
+    let week = Duration::from_secs(crate::ratelimit::budget::MAX_SUSPENSION_SECS);
+    if c.window.is_zero() || c.window > Duration::from_secs(86_400) {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_SUSPEND_WINDOW_SECS",
+            reason: "must be between 1 and 86400".into(),
+        });
+    }
+    if c.period.is_zero() || c.period > week {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_SUSPEND_SECS",
+            reason: format!("must be between 1 and {}", week.as_secs()),
+        });
+    }
+    Ok(c)
 }
 
 fn bedrock_models<F: Fn(&str) -> Option<String>>(
@@ -120,6 +187,51 @@ mod tests {
         assert_eq!(c.default_max_prompt_chars, 8000);
         let bad = PredictConfig::from_env(&env(&[("GATEHOUSE_MODEL_BACKEND", "gpt")]));
         assert!(matches!(bad, Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn problem_base_and_suspension_settings_are_checked() {
+        let c = PredictConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.problem_base, crate::http::DEFAULT_PROBLEM_BASE);
+        assert_eq!(c.default_model, "echo");
+        assert_eq!(
+            (
+                c.suspension.after,
+                c.suspension.window.as_secs(),
+                c.suspension.period.as_secs()
+            ),
+            (5, 900, 3600)
+        );
+        for bad in [
+            "docs/problems",
+            "https://x y/",
+            "javascript:alert(1)",
+            "https://a\"b",
+        ] {
+            assert!(
+                matches!(
+                    PredictConfig::from_env(&env(&[("GATEHOUSE_PROBLEM_BASE_URL", bad)])),
+                    Err(ConfigError::Invalid {
+                        name: "GATEHOUSE_PROBLEM_BASE_URL",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let ok = PredictConfig::from_env(&env(&[(
+            "GATEHOUSE_PROBLEM_BASE_URL",
+            "https://docs.example.com/gatehouse/problems#",
+        )]))
+        .unwrap();
+        assert_eq!(
+            ok.problem_base,
+            "https://docs.example.com/gatehouse/problems#"
+        );
+        assert!(PredictConfig::from_env(&env(&[("GATEHOUSE_SUSPEND_SECS", "0")])).is_err());
+        assert!(PredictConfig::from_env(&env(&[("GATEHOUSE_SUSPEND_SECS", "999999")])).is_err());
+        let off = PredictConfig::from_env(&env(&[("GATEHOUSE_SUSPEND_AFTER", "0")])).unwrap();
+        assert_eq!(off.suspension.after, 0);
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl FailureGuard {
             .limiter
             .count_failure(ip, self.config.limit, secs, now)
             .await?;
-        let reached = !s.allowed || s.remaining == 0;
+        let reached = !s.allowed || s.role.remaining == 0;
         if reached {
             let until = Window::containing(now, secs)?.end();
             let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());

@@ -12,11 +12,32 @@ use std::time::SystemTime;
 use crate::clock::unix_secs;
 use crate::policy::RoleLimits;
 
+#[cfg(feature = "predict")]
+pub mod budget;
 pub mod dynamo;
 pub mod guard;
 
 /// Kept past the window's end before TTL may collect the item (TTL is clean-up only).
 const TTL_SLACK_SECS: u64 = 3600;
+
+/// Key prefixes of the rate table, one constant each. predict writes only keys under
+/// `PRINCIPAL_PREFIX` (request counters, token budgets, offence counts, suspensions, all keyed by
+/// principal) and `TENANT_PREFIX` (tenant token budgets); the authorizer only under
+/// `AUTHFAIL_PREFIX`. The template's IAM holds each function's role to its own prefixes with
+/// `dynamodb:LeadingKeys`, and `devtools/tests/template_security.rs` checks it against these.
+pub const PRINCIPAL_PREFIX: &str = "user#";
+pub const TENANT_PREFIX: &str = "tenant#";
+pub const AUTHFAIL_PREFIX: &str = "authfail#";
+/// The prefixes predict's role may write.
+pub const PREDICT_PREFIXES: [&str; 2] = [PRINCIPAL_PREFIX, TENANT_PREFIX];
+/// The prefixes the authorizer's role may write.
+pub const AUTHORIZER_PREFIXES: [&str; 1] = [AUTHFAIL_PREFIX];
+
+/// The counter key of a principal: one place, so the identity that keys counters (today `sub`)
+/// changes in one line.
+pub fn principal_key(p: &crate::principal::Principal) -> &str {
+    &p.sub
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RateError {
@@ -54,6 +75,14 @@ pub trait RateCounter: Send + Sync {
     async fn hit(&self, hit: &Hit<'_>) -> Result<HitOutcome, RateError>;
 }
 
+/// A shared counter (tests keep a handle on the store they hand to a limiter).
+#[async_trait::async_trait]
+impl<T: RateCounter + ?Sized> RateCounter for std::sync::Arc<T> {
+    async fn hit(&self, hit: &Hit<'_>) -> Result<HitOutcome, RateError> {
+        (**self).hit(hit).await
+    }
+}
+
 /// The fixed window containing `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -83,14 +112,34 @@ impl Window {
     }
 }
 
-/// The answer a caller turns into headers: the binding limit and what is left of it.
+/// One request limit and what is left of it in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub remaining: u32,
+}
+
+/// The answer a caller turns into headers: the role's limit, the model's own limit when it has
+/// one, and (on a denial) which of the two refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateStatus {
     pub allowed: bool,
-    pub limit: u32,
-    pub remaining: u32,
+    pub role: Quota,
+    pub model: Option<Quota>,
+    /// On a denial: the model's limit refused (the role's still had room).
+    pub model_bound: bool,
     pub window_secs: u64,
     pub reset_secs: u64,
+}
+
+impl RateStatus {
+    /// The quota that refused (denied) or has the least left (allowed).
+    pub fn binding(&self) -> Quota {
+        match self.model {
+            Some(m) if self.model_bound || (self.allowed && m.remaining < self.role.remaining) => m,
+            _ => self.role,
+        }
+    }
 }
 
 /// Per-principal limits for predict, and per-IP failure counts for the authorizer.
@@ -121,8 +170,7 @@ impl RateLimiter {
         now: SystemTime,
     ) -> Result<RateStatus, RateError> {
         let window = Window::containing(now, u64::from(limits.window_seconds))?;
-        // The subject goes last: every field before it is numeric, so no sub can forge a key.
-        let key = format!("user#{}#{}#{sub}", window.secs, window.start);
+        let key = request_counter_key(sub, window);
         let attr = model_attr(model);
         let sub_limit = model_limit.map(|m| m.min(limits.requests_per_window));
         let hit = Hit {
@@ -145,7 +193,7 @@ impl RateLimiter {
         now: SystemTime,
     ) -> Result<RateStatus, RateError> {
         let window = Window::containing(now, window_secs)?;
-        let key = format!("authfail#{}#{}#{ip}", window.secs, window.start);
+        let key = format!("{AUTHFAIL_PREFIX}{}#{}#{ip}", window.secs, window.start);
         let hit = Hit {
             key: &key,
             limit,
@@ -157,31 +205,35 @@ impl RateLimiter {
     }
 }
 
-/// Remaining quota of the binding limit (the one with less left). A denial without the item
-/// returned reads as "nothing left", which is what the failed condition proves.
+/// The request counter item of `sub` in `window`. The subject goes last and every field before
+/// it is numeric, so no sub can forge another principal's key.
+pub fn request_counter_key(sub: &str, window: Window) -> String {
+    format!("{PRINCIPAL_PREFIX}{}#{}#{sub}", window.secs, window.start)
+}
+
+/// What is left of each limit. A denial without the item returned reads as "nothing left" on
+/// the role's limit, which is what the failed condition proves.
 fn status(hit: &Hit<'_>, out: &HitOutcome, window: Window, now: SystemTime) -> RateStatus {
-    let main_left = match (out.allowed, out.count) {
-        (true, Some(c)) | (false, Some(c)) => hit.limit.saturating_sub(c),
-        (_, None) => 0,
+    let role_left = match out.count {
+        Some(c) => hit.limit.saturating_sub(c),
+        None => 0,
     };
-    let (mut limit, mut remaining) = (hit.limit, main_left);
-    if let Some((_, sub_limit)) = hit.sub {
-        let sub_left = match out.sub_count {
-            Some(c) => sub_limit.saturating_sub(c),
-            None if out.allowed => sub_limit,
+    let model = hit.sub.map(|(_, limit)| Quota {
+        limit,
+        remaining: match out.sub_count {
+            Some(c) => limit.saturating_sub(c),
+            None if out.allowed => limit,
             None => 0,
-        };
-        if sub_left < remaining || (!out.allowed && main_left > 0) {
-            (limit, remaining) = (sub_limit, sub_left);
-        }
-    }
-    if !out.allowed {
-        remaining = 0;
-    }
+        },
+    });
     RateStatus {
         allowed: out.allowed,
-        limit,
-        remaining,
+        role: Quota {
+            limit: hit.limit,
+            remaining: role_left,
+        },
+        model,
+        model_bound: !out.allowed && role_left > 0 && model.is_some(),
         window_secs: window.secs,
         reset_secs: window.reset_after(now),
     }
@@ -242,6 +294,8 @@ mod tests {
             window_seconds: 60,
             max_prompt_chars: 100,
             max_tokens: 100,
+            tokens_per_day: 1000,
+            tokens_per_month: None,
         }
     }
 
@@ -259,14 +313,17 @@ mod tests {
                 .await
                 .unwrap();
             assert!(s.allowed);
-            assert_eq!((s.limit, s.remaining, s.reset_secs), (3, 3 - i, 40));
+            assert_eq!(
+                (s.role.limit, s.role.remaining, s.reset_secs),
+                (3, 3 - i, 40)
+            );
         }
         let s = rl
             .check_principal("alice", &limits(3), "echo", None, now)
             .await
             .unwrap();
-        assert!(!s.allowed);
-        assert_eq!((s.remaining, s.reset_secs, s.window_secs), (0, 40, 60));
+        assert!(!s.allowed && !s.model_bound);
+        assert_eq!((s.role.remaining, s.reset_secs, s.window_secs), (0, 40, 60));
         let other = rl
             .check_principal("bob", &limits(3), "echo", None, now)
             .await
@@ -276,7 +333,7 @@ mod tests {
             .check_principal("alice", &limits(3), "echo", None, at(6_000_060))
             .await
             .unwrap();
-        assert!(next.allowed && next.remaining == 2, "{next:?}");
+        assert!(next.allowed && next.role.remaining == 2, "{next:?}");
     }
 
     #[tokio::test]
@@ -289,21 +346,41 @@ mod tests {
                 .await
                 .unwrap();
             assert!(s.allowed);
-            assert_eq!(s.limit, 2);
+            assert_eq!(s.binding().limit, 2);
         }
         let s = rl
             .check_principal("a", &limits(5), "sonnet", Some(2), now)
             .await
             .unwrap();
-        assert!(!s.allowed);
-        assert_eq!((s.limit, s.remaining), (2, 0));
+        assert!(!s.allowed && s.model_bound);
+        assert_eq!(
+            s.model,
+            Some(Quota {
+                limit: 2,
+                remaining: 0
+            })
+        );
+        assert_eq!(
+            s.role,
+            Quota {
+                limit: 5,
+                remaining: 3
+            },
+            "both are reported"
+        );
         // Other models still have the role's budget: 5 - 2 used.
         let s = rl
             .check_principal("a", &limits(5), "echo", None, now)
             .await
             .unwrap();
-        assert!(s.allowed);
-        assert_eq!((s.limit, s.remaining), (5, 2));
+        assert!(s.allowed && s.model.is_none());
+        assert_eq!(
+            s.role,
+            Quota {
+                limit: 5,
+                remaining: 2
+            }
+        );
     }
 
     #[test]
@@ -328,6 +405,6 @@ mod tests {
             sub_count: None,
         };
         let s = status(&hit, &out, Window { start: 0, secs: 60 }, at(30));
-        assert_eq!((s.allowed, s.remaining, s.reset_secs), (false, 0, 30));
+        assert_eq!((s.allowed, s.role.remaining, s.reset_secs), (false, 0, 30));
     }
 }
