@@ -65,18 +65,25 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
     let limited = answers.iter().filter(|a| a.0 == 429).count();
     eprintln!("e2e: {ok} x 200, {limited} x 429");
     for (i, (status, rl, policy, retry)) in answers.iter().enumerate() {
-        ensure!(policy == "\"default\";q=60;w=60", "#{i}: policy {policy:?}");
+        // The role's request limit first, then the token budgets (named, all listed).
+        ensure!(
+            policy.starts_with("\"role\";q=60;w=60, \"tokens\";q="),
+            "#{i}: policy {policy:?}"
+        );
         if i < 60 {
             ensure!(*status == 200, "#{i}: {status}");
             ensure!(
-                rl.starts_with(&format!("\"default\";r={};t=", 59 - i)),
+                rl.starts_with(&format!("\"role\";r={};t=", 59 - i)),
                 "#{i}: {rl}"
             );
         } else {
             ensure!(*status == 429, "#{i}: {status}");
             let secs: u64 = retry.parse().context("Retry-After")?;
             ensure!((1..=60).contains(&secs), "#{i}: retry-after {secs}");
-            ensure!(*rl == format!("\"default\";r=0;t={secs}"), "#{i}: {rl}");
+            ensure!(
+                rl.starts_with(&format!("\"role\";r=0;t={secs}, \"tokens\";r=")),
+                "#{i}: {rl}"
+            );
         }
     }
 

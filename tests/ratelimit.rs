@@ -72,8 +72,9 @@ async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
     for (_, _, h) in &limited {
         let retry: u64 = h["retry-after"].to_str()?.parse()?;
         ensure!((1..=60).contains(&retry));
-        ensure!(h["ratelimit"].to_str()? == format!("\"default\";r=0;t={retry}"));
-        ensure!(h["ratelimit-policy"] == "\"default\";q=100;w=60");
+        // The request limit is named "role" and listed first; no token budget was touched.
+        ensure!(h["ratelimit"].to_str()? == format!("\"role\";r=0;t={retry}"));
+        ensure!(h["ratelimit-policy"] == "\"role\";q=100;w=60");
     }
 
     // The stored count is exactly the limit: denials never incremented it.

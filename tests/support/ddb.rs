@@ -45,10 +45,17 @@ pub async fn emulator(port: u16) -> Result<(Emulator, SdkConfig)> {
 
 /// The embedded policy with `ai_operator`'s request limit replaced.
 pub fn policy_with_operator_limit(limit: u32) -> Result<PolicyStore> {
+    policy_with(&[("ai_operator", "requests_per_window", limit.into())])
+}
+
+/// The embedded policy with attributes of entities (by id) replaced: (id, attribute, value).
+pub fn policy_with(changes: &[(&str, &str, serde_json::Value)]) -> Result<PolicyStore> {
     let mut entities: serde_json::Value = serde_json::from_str(ENTITIES_SRC)?;
     for e in entities.as_array_mut().into_iter().flatten() {
-        if e["uid"]["id"] == "ai_operator" {
-            e["attrs"]["requests_per_window"] = limit.into();
+        for (id, attr, value) in changes {
+            if e["uid"]["id"] == *id {
+                e["attrs"][*attr] = value.clone();
+            }
         }
     }
     Ok(PolicyStore::from_sources(

@@ -13,6 +13,7 @@ pub const CHECKOV_REQUIREMENTS: &[&str] = &["requirements-checkov.txt"];
 /// the smoke test's 429 and schemathesis's load never spend another test's quota.
 const SMOKE_SUB: &str = "ci-smoke";
 const SMOKE_RATE_SUB: &str = "ci-smoke-ratelimit";
+const SMOKE_BUDGET_SUB: &str = "ci-smoke-budget";
 const SCHEMATHESIS_SUB: &str = "ci-schemathesis";
 
 fn cargo() -> String {
@@ -283,12 +284,16 @@ async fn after_tests(stack: &Stack) -> Result<()> {
     let token = stack.token(SMOKE_SUB, &["ai_operator"], None, 900)?;
     // analyst: the smallest quota that may call predict (20 per minute), so the 429 comes fast.
     let rate_token = stack.token(SMOKE_RATE_SUB, &["analyst"], None, 900)?;
+    // trial: a daily budget smaller than one worst-case request, for the budget refusal.
+    let budget_token = stack.token(SMOKE_BUDGET_SUB, &["trial"], None, 900)?;
     crate::smoke::run(&crate::smoke::SmokeArgs {
         url: gateway.clone(),
         token,
         forbidden_token: None,
         rate_token: Some(rate_token),
         skip_rate_limit: false,
+        model: None,
+        budget_token: Some(budget_token),
     })
     .await?;
     let st_token = stack.token(SCHEMATHESIS_SUB, &["ai_operator"], None, 900)?;

@@ -7,6 +7,7 @@ mod checks;
 mod dev;
 mod screen;
 mod smoke;
+mod suspend;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Gatehouse dev automation")]
@@ -50,8 +51,11 @@ enum Cmd {
     AuditVerify(audit::VerifyArgs),
     /// Print audit records (JSON lines) by principal or by decision over a time range.
     AuditQuery(audit::QueryArgs),
-    /// Exercise a deployed stage: 200, 401, 403, 400 (suspicious prompt), 429 after the limit.
+    /// Exercise a deployed stage: predict 200 / 401 / 403 / 400, GET /v1/models and /v1/usage,
+    /// a token-budget refusal, 429 after the request limit.
     Smoke(smoke::SmokeArgs),
+    /// Show, lift or impose a repeat offender's suspension from predict.
+    Suspend(suspend::SuspendArgs),
 }
 
 #[tokio::main]
@@ -79,5 +83,6 @@ async fn main() -> Result<()> {
         Cmd::AuditVerify(args) => audit::verify(args).await,
         Cmd::AuditQuery(args) => audit::query(args).await,
         Cmd::Smoke(args) => smoke::run(&args).await,
+        Cmd::Suspend(args) => suspend::run(args).await,
     }
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask smoke`: exercises a deployed stage (or the local stack) end to end:
-//! 200 with a good token; 401 without one; 403 with a token the API rejects; 400 for a
-//! suspicious prompt; 429 once the limit is spent. Exits non-zero on the first surprise.
+//! 200 with a good token (on the deployment's default model, or `--model`); GET /v1/models and
+//! GET /v1/usage; 401 without a token; 403 with a token the API rejects; 400 for a suspicious
+//! prompt; a token-budget 429 (with `--budget-token`); a request-limit 429 once the quota is
+//! spent. Exits non-zero on the first surprise.
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -25,6 +27,14 @@ pub struct SmokeArgs {
     /// Skip the 429 step (it sends up to twice the role's per-window quota).
     #[arg(long)]
     pub skip_rate_limit: bool,
+    /// The model of the predict steps (default: none, so the deployment's default model answers).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Token of a principal whose daily token budget is smaller than one worst-case request
+    /// (e.g. role `trial`): the budget step sends one request that cannot fit and expects the
+    /// token-budget 429. Without it the budget step is skipped.
+    #[arg(long)]
+    pub budget_token: Option<String>,
 }
 
 struct Answer {
@@ -71,6 +81,20 @@ async fn post(
     })
 }
 
+async fn get(client: &reqwest::Client, url: &str, path: &str, token: &str) -> Result<Answer> {
+    let resp = client
+        .get(format!("{}{path}", url.trim_end_matches('/')))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}{path}"))?;
+    Ok(Answer {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap_or_default(),
+    })
+}
+
 /// The token with one character of its signature changed: well-formed, wrongly signed.
 pub fn tamper(token: &str) -> String {
     let mut chars: Vec<char> = token.chars().collect();
@@ -83,9 +107,11 @@ pub fn tamper(token: &str) -> String {
     chars.into_iter().collect()
 }
 
-/// The quota q of `RateLimit-Policy: "default";q=60;w=60`.
+/// The quota q of the `"role"` item of `RateLimit-Policy: "role";q=60;w=60, "tokens";q=...`.
 fn quota(policy: &str) -> Option<u32> {
     policy
+        .split(',')
+        .find(|item| item.trim().starts_with("\"role\";"))?
         .split(';')
         .find_map(|p| p.trim().strip_prefix("q="))
         .and_then(|q| q.parse().ok())
@@ -108,7 +134,10 @@ pub async fn run(args: &SmokeArgs) -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let url = args.url.as_str();
-    let good = json!({"prompt": "Summarise the plot of Hamlet in two sentences."});
+    let mut good = json!({"prompt": "Summarise the plot of Hamlet in two sentences."});
+    if let Some(m) = &args.model {
+        good["model"] = json!(m);
+    }
     eprintln!("==> smoke test against {url}");
 
     let a = post(&client, url, Some(&args.token), &good).await?;
@@ -118,9 +147,31 @@ pub async fn run(args: &SmokeArgs) -> Result<()> {
         v["output"].is_string() && v["request_id"].is_string(),
         "200 body lacks output/request_id: {v}"
     );
+    let policy = a.header("ratelimit-policy").unwrap_or("");
     ensure!(
-        a.header("ratelimit").is_some() && a.header("ratelimit-policy").is_some(),
-        "200 without RateLimit headers"
+        a.header("ratelimit").is_some()
+            && policy.starts_with("\"role\";")
+            && policy.contains("\"tokens\";"),
+        "200 without the role and tokens RateLimit policies: {policy:?}"
+    );
+
+    let m = get(&client, url, "/v1/models", &args.token).await?;
+    step("GET /v1/models", &m, 200)?;
+    let models = m.json()?;
+    ensure!(
+        models["models"].as_array().is_some_and(|l| !l.is_empty())
+            && models["default_model"].is_string(),
+        "no models for this token: {models}"
+    );
+    let u = get(&client, url, "/v1/usage", &args.token).await?;
+    step("GET /v1/usage", &u, 200)?;
+    let usage = u.json()?;
+    ensure!(
+        usage["requests"]["used"].as_u64().is_some_and(|n| n >= 1)
+            && usage["tokens"]["day"]["used"]
+                .as_u64()
+                .is_some_and(|n| n >= 1),
+        "usage does not show the request just made: {usage}"
     );
 
     let a = post(&client, url, None, &good).await?;
@@ -143,6 +194,11 @@ pub async fn run(args: &SmokeArgs) -> Result<()> {
         "400 is not the screen's problem: {}",
         a.body
     );
+
+    match &args.budget_token {
+        Some(t) => budget_refusal(&client, url, t).await?,
+        None => eprintln!("  --  token budget: skipped (no --budget-token)"),
+    }
 
     if args.skip_rate_limit {
         eprintln!("  --  rate limit: skipped");
@@ -183,6 +239,57 @@ pub async fn run(args: &SmokeArgs) -> Result<()> {
     Ok(())
 }
 
+/// One request whose worst case exceeds what is left of the principal's daily budget, built from
+/// its own GET /v1/models and GET /v1/usage: the answer must be the token-budget 429.
+async fn budget_refusal(client: &reqwest::Client, url: &str, token: &str) -> Result<()> {
+    let models = get(client, url, "/v1/models", token).await?.json()?;
+    let usage = get(client, url, "/v1/usage", token).await?.json()?;
+    let list = models["models"].as_array().context("no model list")?;
+    let model = list
+        .iter()
+        .find(|m| m["id"] == models["default_model"])
+        .or_else(|| list.first())
+        .context("the budget token may use no model")?;
+    let (max_tokens, chars, weight) = (
+        model["max_tokens"].as_u64().context("max_tokens")?,
+        model["max_prompt_chars"]
+            .as_u64()
+            .context("max_prompt_chars")?,
+        model["token_weight"].as_f64().context("token_weight")?,
+    );
+    let remaining = usage["tokens"]["day"]["remaining"]
+        .as_u64()
+        .context("no day budget")?;
+    // ASCII: one byte a character, so the server's input bound is chars + overhead.
+    let worst =
+        (chars + gatehouse::ratelimit::budget::INPUT_OVERHEAD_TOKENS + max_tokens) as f64 * weight;
+    ensure!(
+        worst > remaining as f64,
+        "--budget-token: its day budget ({remaining} left) holds a worst-case request ({worst}); \
+         use a principal with a smaller budget (role trial)"
+    );
+    let prompt: String = "Tell me about Hamlet. "
+        .chars()
+        .cycle()
+        .take(chars as usize)
+        .collect();
+    let body = json!({"prompt": prompt, "model": model["id"], "max_tokens": max_tokens});
+    let a = post(client, url, Some(token), &body).await?;
+    step("token budget", &a, 429)?;
+    let v = a.json()?;
+    ensure!(
+        a.content_type().starts_with("application/problem+json")
+            && v["title"] == "Token budget exhausted"
+            && v["limit"].as_str().is_some_and(|l| l.contains("tokens"))
+            && a.header("retry-after").is_some()
+            && a.header("ratelimit-policy")
+                .is_some_and(|p| p.contains("tokens\";q=")),
+        "budget 429 shape: {}",
+        a.body
+    );
+    Ok(())
+}
+
 fn step_quiet(a: &Answer) -> Result<()> {
     ensure!(
         a.status == 200,
@@ -208,7 +315,11 @@ mod tests {
 
     #[test]
     fn reads_the_quota() {
-        assert_eq!(quota("\"default\";q=60;w=60"), Some(60));
+        assert_eq!(
+            quota("\"role\";q=60;w=60, \"tokens\";q=1000;w=86400"),
+            Some(60)
+        );
+        assert_eq!(quota("\"tokens\";q=1000;w=86400"), None);
         assert_eq!(quota("garbage"), None);
     }
 }
