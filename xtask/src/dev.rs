@@ -29,6 +29,7 @@ pub async fn run() -> Result<()> {
          \n  API (local API Gateway)   {gw}\n  Lambda invoke API         http://127.0.0.1:{invoke}  (cargo lambda watch)\n  AWS emulator (moto)       {emu}  (DynamoDB + Secrets Manager)\n  Logs                      .local/logs/\n\
          \nTry it (token valid 1 h; mint more with `cargo xtask token --sub alice --roles ai_operator`):\n\
          \n  curl -sS {gw}/v1/predict -H 'content-type: application/json' \\\n    -H 'authorization: Bearer {token}' \\\n    -d '{{\"prompt\":\"Hello, Gatehouse\"}}'\n\
+         \n  curl -sS {gw}/v1/models -H 'authorization: Bearer {token}'   (and /v1/usage)\n\
          \nPress Ctrl-C to stop everything this command started.",
         gw = stack.gateway.url(),
         invoke = Ports::DEV.offset_from_env().invoke,
