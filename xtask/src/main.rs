@@ -3,10 +3,13 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod bench;
 mod checks;
+mod coldstart;
 mod dev;
 mod screen;
 mod smoke;
+mod supply_chain;
 mod suspend;
 
 #[derive(Parser)]
@@ -51,6 +54,15 @@ enum Cmd {
     AuditVerify(audit::VerifyArgs),
     /// Print audit records (JSON lines) by principal or by decision over a time range.
     AuditQuery(audit::QueryArgs),
+    /// Hot-path benchmarks as ratios against the Python pipeline Gatehouse replaces
+    /// (devtools/bench/seed_pipeline.py), measured in one run.
+    Bench,
+    /// Start each release bootstrap as Lambda would, N times, against the emulator: init and first
+    /// invocation p50/p95 and peak RSS.
+    Coldstart(coldstart::ColdstartArgs),
+    /// Dependency gate: RustSec advisories (cargo audit), licences and sources (cargo deny),
+    /// duplicate crate versions in each function binary.
+    SupplyChain,
     /// Exercise a deployed stage: predict 200 / 401 / 403 / 400, GET /v1/models and /v1/usage,
     /// a token-budget refusal, 429 after the request limit.
     Smoke(smoke::SmokeArgs),
@@ -84,5 +96,8 @@ async fn main() -> Result<()> {
         Cmd::AuditQuery(args) => audit::query(args).await,
         Cmd::Smoke(args) => smoke::run(&args).await,
         Cmd::Suspend(args) => suspend::run(args).await,
+        Cmd::SupplyChain => supply_chain::run(),
+        Cmd::Coldstart(args) => coldstart::run(&args).await,
+        Cmd::Bench => bench::run(),
     }
 }
