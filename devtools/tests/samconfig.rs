@@ -88,7 +88,10 @@ fn every_samconfig_environment_passes_predicts_cold_start_checks() {
         envs.contains_key("prod") && envs.contains_key("default"),
         "{envs:?}"
     );
-    assert_eq!(envs["prod"]["ModelBackend"], "bedrock", "the check must see Bedrock");
+    assert_eq!(
+        envs["prod"]["ModelBackend"], "bedrock",
+        "the check must see Bedrock"
+    );
     let template = Template::load(&gatehouse_dev::paths::template_path()).unwrap();
     let policy = PolicyStore::embedded().unwrap();
     for (name, overrides) in &envs {
