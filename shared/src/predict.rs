@@ -13,7 +13,7 @@ use crate::config::PredictConfig;
 use crate::error::ApiError;
 use crate::http::{json_response, problem_response, rate_limited, with_rate_status};
 use crate::model::{ModelBackend, ModelError, ModelRequest};
-use crate::policy::PolicyStore;
+use crate::policy::{PolicyStore, ScreenMode};
 use crate::principal::Principal;
 use crate::ratelimit::{RateLimiter, RateStatus};
 use crate::sanitize::sanitize;
@@ -111,6 +111,15 @@ impl Predictor {
             }
         };
         crate::metrics::emit("predict", decision.metric_name(), started.elapsed());
+        // The screen's evidence goes to the log with the decision (never the prompt's text).
+        let sc = trail.screen.as_ref();
+        let screen_verdict = sc.map(|s| s.verdict.as_str());
+        let screen_mode = sc.map(|s| s.mode.as_str());
+        let screen_score = sc.map(|s| f64::from(s.score));
+        let screen_rules = sc.map(|s| s.rule_ids.join(","));
+        let screen_window = sc
+            .and_then(|s| s.window.as_ref())
+            .map(|(layer, offset, len)| format!("{layer}:{offset}+{len}"));
         let resp = match result {
             Ok(ok) => {
                 tracing::info!(
@@ -119,6 +128,11 @@ impl Predictor {
                     decision = decision.as_str(),
                     reason,
                     latency_ms,
+                    screen_verdict,
+                    screen_mode,
+                    screen_score,
+                    screen_rules,
+                    screen_window,
                     audit_segment = written.segment,
                     audit_seq = written.seq,
                     "predict"
@@ -128,6 +142,7 @@ impl Predictor {
             Err(e) => {
                 // The full error (with internals) goes to the log only; the body gets the public part.
                 tracing::warn!(request_id, principal = sub, decision = decision.as_str(), reason, error = %e, latency_ms,
+                    screen_verdict, screen_mode, screen_score, screen_rules, screen_window,
                     audit_segment = written.segment, audit_seq = written.seq, "predict");
                 problem_response(&e, request_id)
             }
@@ -225,8 +240,9 @@ impl Predictor {
             }
             Err(e) => return Err(ApiError::Unavailable(e.to_string())),
         }
-        // Sanitize, then screen the normalized text and what was hidden in it. The model only
-        // ever sees the sanitized text.
+        // Sanitize, then screen the normalized text and what was hidden in it. The model
+        // receives `forward`: the prompt in NFC with only invisible and smuggling characters
+        // removed (the screen read its NFKC fold, so it saw every character forwarded).
         let clean = sanitize(req.prompt.as_str());
         // NFKC can expand text many times over (U+FDFA becomes 18 characters): refuse what the
         // screen could not read in full, rather than forward an unscreened tail to the model.
@@ -237,18 +253,41 @@ impl Predictor {
                 format!("expands to more than {screen_cap} bytes once normalized"),
             ));
         }
-        let screen = self.screener.screen(&clean);
-        trail.screen = Some(ScreenAudit {
-            verdict: verdict_name(screen.verdict).to_owned(),
-            score: screen.score,
-            rule_ids: screen.rules.iter().map(|r| (*r).to_owned()).collect(),
-        });
-        if screen.verdict == Verdict::Block {
-            return Err(ApiError::SuspiciousPrompt {
-                rules: screen.rules,
+        let mode = self.policy.screen_mode(&principal.roles, ROUTE);
+        let shown = if mode == ScreenMode::Off {
+            trail.screen = Some(ScreenAudit {
+                verdict: "skipped".into(),
+                score: 0.0,
+                rule_ids: Vec::new(),
+                mode: mode.as_str().into(),
+                window: None,
+                guardrail: None,
             });
-        }
-        if clean.text.trim().is_empty() {
+            Verdict::Allow
+        } else {
+            let screen = self.screener.screen(&clean);
+            trail.screen = Some(ScreenAudit {
+                verdict: verdict_name(screen.verdict).to_owned(),
+                score: screen.score,
+                rule_ids: screen.rules.iter().map(|r| (*r).to_owned()).collect(),
+                mode: mode.as_str().into(),
+                window: screen
+                    .window
+                    .map(|w| (w.layer.to_owned(), w.offset as u64, w.len as u64)),
+                guardrail: None,
+            });
+            match (screen.verdict, mode) {
+                (Verdict::Block, ScreenMode::Block) => {
+                    return Err(ApiError::SuspiciousPrompt {
+                        rules: screen.rules,
+                    });
+                }
+                (Verdict::Allow, _) => Verdict::Allow,
+                // flag-only passes what the screen would block, as a flag.
+                _ => Verdict::Flag,
+            }
+        };
+        if clean.forward.trim().is_empty() {
             return Err(ApiError::invalid(
                 "prompt",
                 "is empty once invisible characters are removed",
@@ -256,7 +295,7 @@ impl Predictor {
         }
         let model_req = ModelRequest {
             model,
-            prompt: &clean.text,
+            prompt: &clean.forward,
             temperature: req.temperature,
             max_tokens: req.max_tokens,
         };
@@ -272,8 +311,11 @@ impl Predictor {
             output: out.text,
             usage: out.usage,
             screen: ScreenSummary {
-                verdict: screen.verdict,
-                score: screen.score,
+                verdict: if self.config.screen_show_flag {
+                    shown
+                } else {
+                    Verdict::Allow
+                },
             },
         })
     }
@@ -337,6 +379,7 @@ mod tests {
                 max_tokens_cap: 4096,
                 model_timeout: Duration::from_secs(1),
                 screen: crate::screen::ScreenConfig::default(),
+                screen_show_flag: false,
                 bedrock_models: Default::default(),
             },
         }

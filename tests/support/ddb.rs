@@ -95,6 +95,7 @@ pub async fn predictor(sdk: &SdkConfig, policy: PolicyStore) -> Result<Predictor
             max_tokens_cap: 4096,
             model_timeout: Duration::from_secs(5),
             screen: Default::default(),
+            screen_show_flag: false,
             bedrock_models: Default::default(),
         },
         limiter: RateLimiter::new(Box::new(DynamoCounter::new(

@@ -35,6 +35,9 @@ pub struct PredictConfig {
     pub max_tokens_cap: u32,
     pub model_timeout: Duration,
     pub screen: crate::screen::ScreenConfig,
+    /// Whether a 200 answer says `flag` for a flagged prompt (`GATEHOUSE_SCREEN_SHOW_FLAG`,
+    /// default false: clients see `allow`, the audit record keeps the flag).
+    pub screen_show_flag: bool,
     /// Our model id → Bedrock model id (only for the `bedrock` backend).
     pub bedrock_models: HashMap<String, String>,
 }
@@ -48,6 +51,7 @@ impl PredictConfig {
             max_tokens_cap: env.parsed("GATEHOUSE_MAX_TOKENS_CAP", 4096)?,
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
             screen: screen_config(env)?,
+            screen_show_flag: env.parsed("GATEHOUSE_SCREEN_SHOW_FLAG", false)?,
             bedrock_models: bedrock_models(env)?,
         })
     }
@@ -69,8 +73,11 @@ fn bedrock_models<F: Fn(&str) -> Option<String>>(
     Ok(map)
 }
 
-/// Screen thresholds: scores at or above `GATEHOUSE_SCREEN_BLOCK` are refused, at or above
-/// `GATEHOUSE_SCREEN_FLAG` pass but are flagged in the audit record and the log.
+/// Screen thresholds (template parameters `ScreenFlagThreshold`, `ScreenBlockThreshold`,
+/// `ScreenModelBlockThreshold`, `ScreenRuleBlockMin`): scores at or above `GATEHOUSE_SCREEN_BLOCK`
+/// are refused when rules add up to `GATEHOUSE_SCREEN_RULE_BLOCK_MIN` or the learned layer alone
+/// reaches `GATEHOUSE_SCREEN_MODEL_BLOCK`; scores at or above `GATEHOUSE_SCREEN_FLAG` pass but are
+/// flagged in the audit record and the log.
 fn screen_config<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<crate::screen::ScreenConfig, ConfigError> {
@@ -78,6 +85,9 @@ fn screen_config<F: Fn(&str) -> Option<String>>(
     let c = crate::screen::ScreenConfig {
         flag_threshold: env.parsed("GATEHOUSE_SCREEN_FLAG", d.flag_threshold)?,
         block_threshold: env.parsed("GATEHOUSE_SCREEN_BLOCK", d.block_threshold)?,
+        model_block_threshold: env
+            .parsed("GATEHOUSE_SCREEN_MODEL_BLOCK", d.model_block_threshold)?,
+        rule_block_min: env.parsed("GATEHOUSE_SCREEN_RULE_BLOCK_MIN", d.rule_block_min)?,
         max_input_bytes: env.parsed("GATEHOUSE_SCREEN_MAX_BYTES", d.max_input_bytes)?,
     };
     let in_range = |t: f32| (0.0..=1.0).contains(&t);
@@ -89,6 +99,17 @@ fn screen_config<F: Fn(&str) -> Option<String>>(
             name: "GATEHOUSE_SCREEN_FLAG",
             reason: "thresholds must satisfy 0 <= flag <= block <= 1".into(),
         });
+    }
+    for (name, v) in [
+        ("GATEHOUSE_SCREEN_MODEL_BLOCK", c.model_block_threshold),
+        ("GATEHOUSE_SCREEN_RULE_BLOCK_MIN", c.rule_block_min),
+    ] {
+        if !in_range(v) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be between 0 and 1".into(),
+            });
+        }
     }
     Ok(c)
 }
