@@ -38,6 +38,8 @@ pub struct PredictConfig {
     /// Whether a 200 answer says `flag` for a flagged prompt (`GATEHOUSE_SCREEN_SHOW_FLAG`,
     /// default false: clients see `allow`, the audit record keeps the flag).
     pub screen_show_flag: bool,
+    /// The optional Bedrock Guardrails second opinion (`GATEHOUSE_GUARDRAIL_ID` set).
+    pub guardrail: Option<GuardrailConfig>,
     /// Our model id → Bedrock model id (only for the `bedrock` backend).
     pub bedrock_models: HashMap<String, String>,
 }
@@ -52,6 +54,7 @@ impl PredictConfig {
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
             screen: screen_config(env)?,
             screen_show_flag: env.parsed("GATEHOUSE_SCREEN_SHOW_FLAG", false)?,
+            guardrail: guardrail_config(env)?,
             bedrock_models: bedrock_models(env)?,
         })
     }
@@ -112,6 +115,73 @@ fn screen_config<F: Fn(&str) -> Option<String>>(
         }
     }
     Ok(c)
+}
+
+/// Which prompts the guardrail is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardrailScope {
+    /// Only prompts the fast screen flagged (its unsure band): the default.
+    FlagBand,
+    /// Every prompt the screen did not block.
+    All,
+}
+
+impl FromStr for GuardrailScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flag" => Ok(Self::FlagBand),
+            "all" => Ok(Self::All),
+            other => Err(format!("{other:?} is not one of flag, all")),
+        }
+    }
+}
+
+/// Amazon Bedrock Guardrails as a second opinion (template parameters `GuardrailId`,
+/// `GuardrailVersion`, `GuardrailScope`, `GuardrailTimeoutMs`, `GuardrailFailOpen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardrailConfig {
+    /// Guardrail id or ARN (`GATEHOUSE_GUARDRAIL_ID`).
+    pub id: String,
+    /// Guardrail version, a number or `DRAFT` (`GATEHOUSE_GUARDRAIL_VERSION`, default `1`).
+    pub version: String,
+    /// `GATEHOUSE_GUARDRAIL_SCOPE`: `flag` (default) or `all`.
+    pub scope: GuardrailScope,
+    /// `GATEHOUSE_GUARDRAIL_TIMEOUT_MS` (default 1500).
+    pub timeout: Duration,
+    /// `GATEHOUSE_GUARDRAIL_FAIL_OPEN` (default false: an error or timeout answers 503).
+    pub fail_open: bool,
+}
+
+fn guardrail_config<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<GuardrailConfig>, ConfigError> {
+    let id = env.parsed("GATEHOUSE_GUARDRAIL_ID", String::new())?;
+    if id.trim().is_empty() {
+        return Ok(None);
+    }
+    let version = env.parsed("GATEHOUSE_GUARDRAIL_VERSION", "1".to_owned())?;
+    if !(version == "DRAFT" || (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())))
+    {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_GUARDRAIL_VERSION",
+            reason: "must be a version number or DRAFT".into(),
+        });
+    }
+    let timeout_ms: u64 = env.parsed("GATEHOUSE_GUARDRAIL_TIMEOUT_MS", 1500)?;
+    if timeout_ms == 0 {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_GUARDRAIL_TIMEOUT_MS",
+            reason: "must be > 0".into(),
+        });
+    }
+    Ok(Some(GuardrailConfig {
+        id: id.trim().to_owned(),
+        version,
+        scope: env.parsed("GATEHOUSE_GUARDRAIL_SCOPE", GuardrailScope::FlagBand)?,
+        timeout: Duration::from_millis(timeout_ms),
+        fail_open: env.parsed("GATEHOUSE_GUARDRAIL_FAIL_OPEN", false)?,
+    }))
 }
 
 /// Parses `name=bedrock-id,name2=bedrock-id2` (`GATEHOUSE_BEDROCK_MODELS`): our model ids (the
