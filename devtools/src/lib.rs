@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod gateway;
 pub mod paths;
 pub mod procs;
+pub mod runtime_api;
 pub mod screen;
 pub mod stack;
 pub mod template;
