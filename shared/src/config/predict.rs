@@ -225,4 +225,40 @@ mod tests {
         assert!(parse_model_map("a=").is_err());
         assert!(parse_model_map("").unwrap().is_empty());
     }
+
+    #[test]
+    fn screen_thresholds_and_guardrail_settings() {
+        let c = PredictConfig::from_env(&env(&[])).unwrap();
+        assert!(c.guardrail.is_none());
+        assert!(!c.screen_show_flag);
+        let c = PredictConfig::from_env(&env(&[
+            ("GATEHOUSE_SCREEN_MODEL_BLOCK", "0.995"),
+            ("GATEHOUSE_GUARDRAIL_ID", "abc123"),
+            ("GATEHOUSE_GUARDRAIL_SCOPE", "all"),
+            ("GATEHOUSE_GUARDRAIL_FAIL_OPEN", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(c.screen.model_block_threshold, 0.995);
+        let g = c.guardrail.unwrap();
+        assert_eq!((g.id.as_str(), g.version.as_str()), ("abc123", "1"));
+        assert_eq!(g.scope, GuardrailScope::All);
+        assert!(g.fail_open);
+        assert_eq!(g.timeout, Duration::from_millis(1500));
+        for bad in [
+            ("GATEHOUSE_SCREEN_MODEL_BLOCK", "1.5"),
+            ("GATEHOUSE_SCREEN_RULE_BLOCK_MIN", "-0.1"),
+            ("GATEHOUSE_SCREEN_FLAG", "0.95"),
+        ] {
+            assert!(PredictConfig::from_env(&env(&[bad])).is_err(), "{bad:?}");
+        }
+        for bad in [
+            ("GATEHOUSE_GUARDRAIL_VERSION", "latest"),
+            ("GATEHOUSE_GUARDRAIL_SCOPE", "some"),
+            ("GATEHOUSE_GUARDRAIL_TIMEOUT_MS", "0"),
+        ] {
+            let vars = [("GATEHOUSE_GUARDRAIL_ID", "abc123"), bad];
+            let e = env(&vars);
+            assert!(PredictConfig::from_env(&e).is_err(), "{bad:?}");
+        }
+    }
 }

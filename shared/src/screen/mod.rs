@@ -274,12 +274,10 @@ impl Screener {
             Some(normalize::lower(text))
         };
         let r = &self.rules;
-        for i in r
-            .latin
-            .matches(&skel)
-            .iter()
-            .chain(r.leet.matches(&leet).iter())
-        {
+        // The leet view is the skeleton with `l`, digits and symbols inside words mapped to
+        // letters, and the leet patterns are the Latin ones mapped the same way: matching the
+        // leet view alone finds what the skeleton would, plus the leetspeak spellings.
+        for i in r.leet.matches(&leet) {
             if let Some(&(id, w)) = r.latin_ids.get(i) {
                 ev.hit(id, w);
             }
@@ -298,7 +296,7 @@ impl Screener {
         }
         let rot_hits: Vec<usize> = if normalize::maybe_rot13(&skel) {
             let rot = normalize::leet_view(&normalize::rot13(&skel));
-            r.leet.matches(&rot).iter().collect()
+            r.leet.matches(&rot)
         } else {
             Vec::new()
         };
@@ -312,7 +310,7 @@ impl Screener {
         }
         if normalize::maybe_reversed(&skel) {
             let rev = normalize::leet_view(&normalize::reversed(&skel));
-            let hits: Vec<usize> = r.leet.matches(&rev).iter().collect();
+            let hits: Vec<usize> = r.leet.matches(&rev);
             if !hits.is_empty() {
                 ev.hit("reversed_text", 0.3);
             }
@@ -331,7 +329,7 @@ impl Screener {
             normalize::joined_letters(&leet)
         };
         if !joined.is_empty() {
-            let hits: Vec<usize> = r.squashed.matches(&joined).iter().collect();
+            let hits: Vec<usize> = r.squashed.matches(&joined);
             if !hits.is_empty() {
                 ev.hit("spaced_letters", 0.3);
             }

@@ -4,7 +4,8 @@
 
 use super::ScreenError;
 
-/// 2^17 buckets: enough for a few thousand prompts, 256 KiB as i16.
+/// 2^17 buckets: the word and concept features of ~25,000 training prompts fit with few
+/// collisions (2^15..2^17 measured alike on the leave-one-source-out table), 256 KiB as i16.
 pub const LOG2_BUCKETS: u8 = 17;
 const MAGIC: &[u8; 4] = b"GHSM";
 const VERSION: u8 = 2;

@@ -384,3 +384,19 @@ fn length_is_not_evidence() {
     let w = r.window.expect("a window");
     assert!(w.len < 1000, "{w:?}");
 }
+
+/// The fresh hand-made sets (issues 11 and 15), measured once when the weights were committed:
+/// attacks 38/45 blocked, benign 3/60 blocked (quoted attacks under discussion; docs/screen.md).
+/// They were not tuned on; these bounds only keep later changes from making them worse.
+#[test]
+fn handmade_sets_do_not_regress() {
+    let (_, blocked, _, n) = verdicts("handmade_attacks.jsonl", 1);
+    assert!(blocked >= 37, "handmade attacks blocked {blocked}/{n}");
+    let (blocked, _, _, n) = verdicts("handmade_benign.jsonl", 0);
+    assert!(
+        blocked.len() <= 3,
+        "handmade benign blocked {}/{n}:\n{}",
+        blocked.len(),
+        blocked.join("\n")
+    );
+}
