@@ -327,7 +327,8 @@ fn licences_and_sources() -> Result<()> {
     Ok(())
 }
 
-/// Crates present in more than one version in a function's own dependency tree.
+/// Crates present in more than one version in what a function binary links (proc macros, which
+/// run only at build time, left out).
 fn duplicates() -> Result<()> {
     for function in FUNCTIONS {
         let out = Command::new(cargo())
