@@ -338,8 +338,9 @@ fn duplicates() -> Result<()> {
                 "--quiet",
                 "-p",
                 function,
+                // What the binary links: no build-time proc-macro crates.
                 "-e",
-                "normal",
+                "normal,no-proc-macro",
                 "--duplicates",
                 "--depth",
                 "0",
