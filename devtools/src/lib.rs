@@ -1,5 +1,6 @@
 //! Dev-only tooling for Gatehouse: the local AWS emulator and its bootstrap from the SAM template,
-//! dev signing keys and tokens, the local API Gateway, and the whole local stack. Never deployed.
+//! dev signing keys and tokens, the local API Gateway, the whole local stack, and the prompt
+//! screen's training and evaluation. Never deployed.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -10,6 +11,7 @@ pub mod gateway;
 pub mod paths;
 pub mod procs;
 pub mod runtime_api;
+pub mod screen;
 pub mod stack;
 pub mod template;
 pub mod tools;

@@ -147,6 +147,25 @@ pub fn check_models(
     Ok(())
 }
 
+/// The Bedrock Guardrails second opinion, when the configuration names a guardrail.
+#[cfg(all(feature = "predict", feature = "bedrock"))]
+pub fn second_opinion(
+    config: &crate::config::PredictConfig,
+    sdk: &SdkConfig,
+) -> Option<crate::guardrail::SecondOpinion> {
+    config
+        .guardrail
+        .as_ref()
+        .map(|g| crate::guardrail::SecondOpinion {
+            guardrail: Box::new(crate::bedrock::BedrockGuardrail::new(
+                aws_sdk_bedrockruntime::Client::new(sdk),
+                g.id.clone(),
+                g.version.clone(),
+            )),
+            config: g.clone(),
+        })
+}
+
 /// predict's state: policy, screen, model backend, rate limiter, token budgets, audit log
 /// (with its key).
 #[cfg(feature = "predict")]
@@ -169,6 +188,7 @@ pub async fn predictor(
         model,
         limiter: crate::ratelimit::RateLimiter::new(Box::new(counter.clone())),
         budgets: crate::ratelimit::budget::Budgets::new(Box::new(counter), config.suspension),
+        second_opinion: second_opinion(&config, sdk),
         config,
         rate_fail_open: rate.fail_open,
         audit: audit_log(sdk, &audit, "predict", clock.now()).await?,
@@ -253,6 +273,7 @@ pub fn in_memory_predictor(
         model: Box::new(crate::model::EchoModel),
         limiter: crate::ratelimit::RateLimiter::new(Box::new(table.clone())),
         budgets: crate::ratelimit::budget::Budgets::new(Box::new(table), config.suspension),
+        second_opinion: None,
         config,
         rate_fail_open: false,
         audit: in_memory_audit("predict", clock.now()),

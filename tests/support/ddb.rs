@@ -108,6 +108,7 @@ pub async fn predictor_with_model(
         model,
         limiter: RateLimiter::new(Box::new(counter.clone())),
         budgets: gatehouse::ratelimit::budget::Budgets::new(Box::new(counter), config.suspension),
+        second_opinion: None,
         config: PredictConfig {
             model_backend: ModelBackendKind::Echo,
             max_body_bytes: 64 * 1024,

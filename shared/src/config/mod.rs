@@ -9,7 +9,10 @@ use std::time::Duration;
 #[cfg(feature = "predict")]
 mod predict;
 #[cfg(feature = "predict")]
-pub use predict::{ModelBackendKind, PredictConfig, SuspensionConfig, parse_model_map};
+pub use predict::{
+    GuardrailConfig, GuardrailScope, ModelBackendKind, PredictConfig, SuspensionConfig,
+    parse_model_map,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
