@@ -20,6 +20,7 @@ fn spec() -> Value {
 fn every_error() -> Vec<ApiError> {
     vec![
         ApiError::Unauthenticated,
+        ApiError::TokenExpired,
         ApiError::UnsupportedMediaType,
         ApiError::PayloadTooLarge { limit: 1 },
         ApiError::invalid("prompt", "x"),

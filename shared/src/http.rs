@@ -27,6 +27,11 @@ fn describe(err: &ApiError) -> (StatusCode, &'static str, String) {
             "Unauthenticated",
             "no authenticated principal".into(),
         ),
+        E::TokenExpired => (
+            StatusCode::UNAUTHORIZED,
+            "Token expired",
+            "the token has expired; get a new one".into(),
+        ),
         E::UnsupportedMediaType => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Unsupported media type",

@@ -50,5 +50,9 @@ pub mod bedrock;
 #[cfg(feature = "predict")]
 pub mod predict;
 
+// jwks-sync: the identity provider's JWKS into the JWKS secret.
+#[cfg(feature = "jwks-sync")]
+pub mod jwks_sync;
+
 // Cold-start wiring of each function.
 pub mod setup;

@@ -88,6 +88,7 @@ impl Predictor {
             model: trail.model.as_deref(),
             decision,
             reason,
+            detail: None,
             policy_ids: &trail.policy_ids,
             screen: trail.screen.as_ref(),
             prompt: trail.prompt.as_deref(),
@@ -148,6 +149,11 @@ impl Predictor {
             .principal
             .as_ref()
             .ok_or(ApiError::Unauthenticated)?;
+        // API Gateway may serve a cached allow past the token's `exp` (the cache is keyed on the
+        // token, not its lifetime): the authorizer passes `exp`, and an expired token stops here.
+        if principal.is_expired(now, self.config.token_leeway) {
+            return Err(ApiError::TokenExpired);
+        }
         if !is_json(inbound.content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -206,7 +212,7 @@ impl Predictor {
         let rate = self
             .limiter
             .check_principal(
-                &principal.sub,
+                &principal.key(),
                 &role_limits,
                 model,
                 model_info.requests_per_window,
@@ -338,16 +344,20 @@ mod tests {
                 model_timeout: Duration::from_secs(1),
                 screen: crate::screen::ScreenConfig::default(),
                 bedrock_models: Default::default(),
+                token_leeway: Duration::from_secs(30),
             },
         }
     }
 
     fn alice(roles: &[&str], tenant: Option<&str>) -> Option<Principal> {
         Some(Principal {
+            issuer: "https://issuer.test/".into(),
             sub: "alice".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             tenant: tenant.map(str::to_owned),
             token_id: "jti-1".into(),
+            // The test clock stands at 1_800_000_010.
+            exp: 1_800_000_600,
         })
     }
 
@@ -505,6 +515,51 @@ mod tests {
                 assert_eq!(v["request_id"], "req-1");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_cached_allow_cannot_outlive_the_token() {
+        // The clock stands at 1_800_000_010; the leeway is 30 s, as in the authorizer.
+        let with_exp = |exp: u64| {
+            alice(&["ai_operator"], None).map(|mut p| {
+                p.exp = exp;
+                p
+            })
+        };
+        let sink = Arc::new(MemorySink::default());
+        let p = predictor_with(Box::new(MemoryCounter::default()), sink.clone());
+        for (exp, status) in [
+            (1_800_000_010 - 29, 200),
+            (1_800_000_010 - 30, 401),
+            (1_700_000_000, 401),
+        ] {
+            let r = p
+                .handle(Inbound {
+                    request_id: "req-exp",
+                    principal: with_exp(exp),
+                    content_type: Some("application/json"),
+                    body: br#"{"prompt":"hello"}"#,
+                    source_ip: None,
+                    user_agent: None,
+                })
+                .await;
+            assert_eq!(r.status().as_u16(), status, "exp {exp}: {}", r.body());
+            if status == 401 {
+                assert_eq!(r.headers()["content-type"], "application/problem+json");
+                let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+                assert_eq!(v["title"], "Token expired");
+            }
+        }
+        let recs = sink.records.lock().unwrap().clone();
+        assert_eq!(recs.len(), 3, "every outcome is audited");
+        assert_eq!(
+            recs[1]["reason"],
+            crate::audit::Field::S("token_expired".into())
+        );
+        assert_eq!(
+            recs[1]["decision"],
+            crate::audit::Field::S("unauthenticated".into())
+        );
     }
 
     #[tokio::test]

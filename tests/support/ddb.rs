@@ -96,6 +96,7 @@ pub async fn predictor(sdk: &SdkConfig, policy: PolicyStore) -> Result<Predictor
             model_timeout: Duration::from_secs(5),
             screen: Default::default(),
             bedrock_models: Default::default(),
+            token_leeway: Duration::from_secs(30),
         },
         limiter: RateLimiter::new(Box::new(DynamoCounter::new(
             sdk,
@@ -174,6 +175,9 @@ pub async fn send_as_operator(
             roles: vec!["ai_operator".into()],
             tenant: None,
             token_id: format!("jti-{rid}"),
+            issuer: "https://issuer.test/".into(),
+            // Far in the future (2096): these principals never expire mid-test.
+            exp: 4_000_000_000,
         }),
         content_type: Some("application/json"),
         body,

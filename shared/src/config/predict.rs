@@ -37,6 +37,9 @@ pub struct PredictConfig {
     pub screen: crate::screen::ScreenConfig,
     /// Our model id → Bedrock model id (only for the `bedrock` backend).
     pub bedrock_models: HashMap<String, String>,
+    /// Clock skew allowed on the token `exp` the authorizer passes (`GATEHOUSE_LEEWAY_SECS`, as
+    /// the authorizer reads it).
+    pub token_leeway: Duration,
 }
 
 impl PredictConfig {
@@ -49,6 +52,7 @@ impl PredictConfig {
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
             screen: screen_config(env)?,
             bedrock_models: bedrock_models(env)?,
+            token_leeway: super::token_leeway(env)?,
         })
     }
 }
