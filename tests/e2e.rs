@@ -59,7 +59,7 @@ async fn bad_signature_is_403() {
         kid: real.kid.clone(),
         ..DevKey::generate("x").unwrap()
     };
-    let (issuer, audience) = gatehouse_dev::template::token_claims_from_template().unwrap();
+    let (issuer, audience) = gatehouse_dev::oidc::dev_token_claims().unwrap();
     let spec = TokenSpec::new("mallory", &["ai_operator"], None, 300, issuer, audience);
     let forged = gatehouse_dev::devkeys::mint(&forger, &spec).unwrap();
     let (status, _, body) = post(Some(&forged), "/v1/predict", r#"{"prompt":"hi"}"#).await;

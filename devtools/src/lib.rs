@@ -1,5 +1,6 @@
 //! Dev-only tooling for Gatehouse: the local AWS emulator and its bootstrap from the SAM template,
-//! dev signing keys and tokens, the local API Gateway, and the whole local stack. Never deployed.
+//! dev signing keys and tokens (in each identity provider's claim shape), the local API Gateway,
+//! the local OpenID Connect provider, and the whole local stack. Never deployed.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -7,7 +8,10 @@ pub mod bootstrap;
 pub mod devkeys;
 pub mod emulator;
 pub mod gateway;
+pub mod oidc;
 pub mod paths;
+pub mod ports;
+pub mod presets;
 pub mod procs;
 pub mod stack;
 pub mod template;

@@ -87,8 +87,14 @@ fn aarch64_target_installed() -> bool {
         .unwrap_or(false)
 }
 
-/// `cargo lambda build --release` of both functions per architecture, each into its own
+/// Largest accepted release `bootstrap` of jwks-sync (it adds an HTTPS client to the shared
+/// core; the budget keeps it lean).
+const JWKS_SYNC_BUDGET_BYTES: u64 = 10 * 1024 * 1024;
+
+/// `cargo lambda build --release` of the functions per architecture, each into its own
 /// `--lambda-dir` under the target dir (reused across runs), then the bootstrap sizes.
+/// jwks-sync builds on its own, as SAM builds each function: its HTTP client's cargo features
+/// never unify into the authorizer's or predict's build.
 pub fn lambda_release_builds() -> Result<()> {
     let mut arches = vec![("x86_64", "--x86-64")];
     if aarch64_target_installed() {
@@ -101,24 +107,22 @@ pub fn lambda_release_builds() -> Result<()> {
     }
     for (arch, flag) in arches {
         let dir = paths::target_dir().join("lambda").join(arch);
-        step(
-            &format!("cargo lambda build --release ({arch})"),
-            Command::new(cargo())
-                .args([
-                    "lambda",
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "authorizer",
-                    "-p",
-                    "predict",
-                    flag,
-                    "--lambda-dir",
-                ])
-                .arg(&dir),
-        )?;
-        for function in ["authorizer", "predict"] {
+        for packages in [&["authorizer", "predict"][..], &["jwks-sync"][..]] {
+            let mut cmd = Command::new(cargo());
+            cmd.args(["lambda", "build", "--release", "--quiet"]);
+            for p in packages {
+                cmd.args(["-p", p]);
+            }
+            cmd.args([flag, "--lambda-dir"]).arg(&dir);
+            step(
+                &format!(
+                    "cargo lambda build --release -p {} ({arch})",
+                    packages.join(" -p ")
+                ),
+                &mut cmd,
+            )?;
+        }
+        for function in gatehouse_dev::stack::FUNCTIONS {
             let bootstrap = dir.join(function).join("bootstrap");
             let size = std::fs::metadata(&bootstrap)
                 .with_context(|| format!("no {}", bootstrap.display()))?
@@ -127,6 +131,11 @@ pub fn lambda_release_builds() -> Result<()> {
                 "    {arch:<7} {function:<10} bootstrap {:>6.2} MiB ({size} bytes)",
                 size as f64 / (1024.0 * 1024.0)
             );
+            if function == "jwks-sync" && size > JWKS_SYNC_BUDGET_BYTES {
+                bail!(
+                    "jwks-sync's bootstrap is {size} bytes, over its {JWKS_SYNC_BUDGET_BYTES}-byte budget"
+                );
+            }
         }
     }
     Ok(())
@@ -238,14 +247,22 @@ pub async fn run() -> Result<()> {
     let mut stack = Stack::start(StackOptions {
         ports: Ports::TEST.offset_from_env(),
         reload: false,
-        // Short key refresh periods so the rotation test sees rotations within seconds.
-        extra_env: &[
+        // Short key refresh periods so the rotation tests see rotations within seconds; a short
+        // fetch timeout so the provider-timeout test does not wait 5 s.
+        extra_env: [
             ("GATEHOUSE_KEYS_REFRESH_SECS", "2"),
             ("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", "1"),
-        ],
+            ("GATEHOUSE_JWKS_TIMEOUT_MS", "1000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec(),
+        preset: gatehouse::config::claims::Preset::Gatehouse,
+        // The tests run jwks-sync themselves (a schedule would undo the rotation test's puts).
+        sync_every: None,
     })
     .await?;
     let (emulator, gateway) = (stack.emulator.endpoint.clone(), stack.gateway.url());
+    let (issuer, invoke) = (stack.issuer.clone(), stack.invoke_url.clone());
     // Blocking wait off the async workers: the gateway serves the tests from this process.
     let tests = tokio::task::spawn_blocking(move || {
         step(
@@ -254,10 +271,9 @@ pub async fn run() -> Result<()> {
                 .args(["test", "--workspace"])
                 .env("GATEHOUSE_EMULATOR_URL", emulator)
                 .env("GATEHOUSE_GATEWAY_URL", gateway)
-                .env(
-                    "GATEHOUSE_INVOKE_URL",
-                    format!("http://127.0.0.1:{}", Ports::TEST.offset_from_env().invoke),
-                ),
+                .env("GATEHOUSE_INVOKE_URL", invoke)
+                // The test stack's issuer (its local OIDC provider): what dev tokens carry.
+                .env("GATEHOUSE_DEV_ISSUER", issuer),
         )
     });
     // Stop the stack on Ctrl-C or SIGTERM too (a cancelled CI job), so no emulator or watch
