@@ -253,6 +253,8 @@ pub async fn run() -> Result<()> {
             ("GATEHOUSE_KEYS_REFRESH_SECS", "2"),
             ("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", "1"),
             ("GATEHOUSE_JWKS_TIMEOUT_MS", "1000"),
+            // A 1 s leeway, so the expired-token test waits seconds, not half a minute.
+            ("GATEHOUSE_LEEWAY_SECS", "1"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .to_vec(),
