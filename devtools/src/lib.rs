@@ -13,6 +13,7 @@ pub mod paths;
 pub mod ports;
 pub mod presets;
 pub mod procs;
+pub mod runtime_api;
 pub mod stack;
 pub mod template;
 pub mod tools;

@@ -10,8 +10,9 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
-    let sdk = gatehouse::aws::sdk_config().await;
-    let syncer = gatehouse::setup::jwks_syncer(&sdk, &Env::process())?;
+    let env = Env::process();
+    let sdk = gatehouse::aws::sdk_config(&env)?;
+    let syncer = gatehouse::setup::jwks_syncer(&sdk, &env)?;
     let syncer = &syncer;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         handler::handle(syncer, event)
