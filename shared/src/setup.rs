@@ -170,13 +170,13 @@ pub fn jwks_syncer(
     env: &ProcessEnv,
 ) -> Result<
     crate::jwks_sync::Syncer<
-        crate::jwks_sync::http::ReqwestHttp,
+        crate::jwks_sync::http::HyperHttp,
         crate::jwks_sync::store::SecretsManagerStore,
     >,
     SetupError,
 > {
     let config = crate::config::JwksSyncConfig::from_env(env)?;
-    let http = crate::jwks_sync::http::ReqwestHttp::new(config.timeout, config.max_bytes)
+    let http = crate::jwks_sync::http::HyperHttp::new(config.timeout, config.max_bytes)
         .map_err(SetupError::Http)?;
     let store = crate::jwks_sync::store::SecretsManagerStore::new(
         crate::aws::SecretsClient::new(sdk),

@@ -96,10 +96,13 @@ impl CustomResourceEvent {
         })())
     }
 
-    /// SUCCESS with the report as `Data`, or FAILED with the sync's reason; a Delete (no report)
-    /// always succeeds.
+    /// SUCCESS with the report as `Data`; FAILED with the sync's reason only on Create, so a
+    /// first deploy pointing at a wrong issuer stops with the reason and rolls back cleanly (its
+    /// rollback is a Delete, which always succeeds). An Update always succeeds, the failure
+    /// logged, counted and alarmed: failing it would make CloudFormation roll back with another
+    /// Update that fails the same way and leave the stack in UPDATE_ROLLBACK_FAILED.
     pub fn response(&self, report: Option<&Report>) -> Response {
-        let failed = report.is_some_and(Report::failed);
+        let failed = self.request_type == RequestType::Create && report.is_some_and(Report::failed);
         let mut reason = report
             .filter(|r| r.failed())
             .map(|r| format!("jwks-sync {r}"));

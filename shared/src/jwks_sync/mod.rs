@@ -8,7 +8,7 @@
 //!
 //! Validation (`prepare`): HTTPS only (plain HTTP for loopback addresses alone), the JWKS host is
 //! the issuer's unless allow-listed, redirects never leave the host they started on, a size cap
-//! and a timeout on every fetch (`http::ReqwestHttp`); the document is strict JSON (duplicate
+//! and a timeout on every fetch (`http::HyperHttp`); the document is strict JSON (duplicate
 //! keys refused) with a `keys` array; keys marked for encryption (`use: enc`, `key_ops` without
 //! `verify`: Keycloak publishes an RSA-OAEP key beside its signing key) are left out; every other
 //! key must be a public signing key the authorizer's own key ring accepts, or the run fails; a
@@ -467,9 +467,9 @@ impl fmt::Display for Report {
 }
 
 /// One invocation: a CloudFormation custom-resource event (`RequestType` + `ResponseURL`) runs
-/// the sync on Create/Update and answers CloudFormation (FAILED with the reason when the sync
-/// fails, so a deploy pointing at a wrong issuer stops with a clear message; Delete always
-/// succeeds and changes nothing); anything else (the EventBridge schedule, `aws lambda invoke`)
+/// the sync on Create/Update and answers CloudFormation (on Create, FAILED with the reason when
+/// the sync fails, so a first deploy pointing at a wrong issuer stops with a clear message; see
+/// `cfn::CustomResourceEvent::response`; Delete always succeeds and changes nothing); anything else (the EventBridge schedule, `aws lambda invoke`)
 /// runs the sync and returns the report.
 pub async fn handle_event<H: Http, S: JwksStore>(syncer: &Syncer<H, S>, event: &Value) -> Value {
     match cfn::CustomResourceEvent::parse(event) {

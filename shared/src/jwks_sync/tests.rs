@@ -1,5 +1,5 @@
 //! Test-only module: its parent declares it `#[cfg(test)] mod tests;`.
-//! The sync's rules with fakes (HTTP and the secret), then the real reqwest adapter against a
+//! The sync's rules with fakes (HTTP and the secret), then the real HTTP adapter against a
 //! local server for its limits (size, time, redirects, status), and the custom-resource answer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::http::ReqwestHttp;
+use super::http::HyperHttp;
 use super::*;
 use crate::config::JwksSyncConfig;
 use crate::config::tests::env;
@@ -456,7 +456,8 @@ async fn custom_resource_runs_on_create_and_answers_cloudformation() {
         (Some("r1"), Some("SUCCESS"))
     );
 
-    // Delete never syncs and always succeeds; a failing sync on Update is FAILED with its reason.
+    // Delete never syncs and always succeeds. A failing sync fails a Create, with its reason; an
+    // Update reports it in Data but succeeds (failing it would wedge the stack's rollback).
     let out = handle_event(&s, &event("Delete")).await;
     assert_eq!(
         (out["Status"].as_str(), store.count()),
@@ -469,19 +470,23 @@ async fn custom_resource_runs_on_create_and_answers_cloudformation() {
             status: 500,
         }),
     );
-    let out = handle_event(&s, &event("Update")).await;
+    let out = handle_event(&s, &event("Create")).await;
     assert_eq!(out["Status"], "FAILED");
     assert!(
         out["Reason"].as_str().unwrap().contains("http_status"),
         "{out}"
     );
+    let out = handle_event(&s, &event("Update")).await;
+    assert_eq!(out["Status"], "SUCCESS");
+    assert_eq!(out["Data"]["reason"], "http_status");
+    assert_eq!(store.count(), 2, "failed syncs changed nothing");
 
     // Only CloudFormation's response URL is answered.
     let mut evil = event("Create");
     evil["ResponseURL"] = json!("https://attacker.example/collect");
     let out = handle_event(&s, &evil).await;
     assert_eq!(out["reason"], "bad_event");
-    assert_eq!(http.puts.lock().unwrap().len(), 3);
+    assert_eq!(http.puts.lock().unwrap().len(), 4);
     // A scheduled event (anything else) just runs the sync.
     let out = handle_event(
         &s,
@@ -501,7 +506,7 @@ async fn local_server(app: axum::Router) -> SocketAddr {
 }
 
 #[tokio::test]
-async fn reqwest_adapter_enforces_size_time_redirect_and_status() {
+async fn http_adapter_enforces_size_time_redirect_and_status() {
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::IntoResponse;
     use axum::routing::get;
@@ -526,6 +531,10 @@ async fn reqwest_adapter_enforces_size_time_redirect_and_status() {
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
         .route(
+            "/loop",
+            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
+        )
+        .route(
             "/same-host",
             get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/jwks")]) }),
         )
@@ -543,7 +552,7 @@ async fn reqwest_adapter_enforces_size_time_redirect_and_status() {
             }),
         );
     let addr = local_server(app).await;
-    let http = ReqwestHttp::new(Duration::from_millis(800), 65_536).unwrap();
+    let http = HyperHttp::new(Duration::from_millis(800), 65_536).unwrap();
     let url = |p: &str| Url::parse(&format!("http://{addr}{p}")).unwrap();
     assert_eq!(http.get(&url("/jwks")).await.unwrap(), body.as_bytes());
     assert_eq!(http.get(&url("/same-host")).await.unwrap(), body.as_bytes());
@@ -575,6 +584,10 @@ async fn reqwest_adapter_enforces_size_time_redirect_and_status() {
         err("/missing").await,
         FetchError::Status { status: 404, .. }
     ));
+    match err("/loop").await {
+        FetchError::Redirect { why, .. } => assert!(why.contains("more than 3"), "{why}"),
+        other => panic!("a redirect loop: {other:?}"),
+    }
 }
 
 /// A server that answers every connection with a chunked (no Content-Length) body of `total`
