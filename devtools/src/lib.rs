@@ -1,6 +1,7 @@
 //! Dev-only tooling for Gatehouse: the local AWS emulator and its bootstrap from the SAM template,
 //! dev signing keys and tokens (in each identity provider's claim shape), the local API Gateway,
-//! the local OpenID Connect provider, and the whole local stack. Never deployed.
+//! the local OpenID Connect provider, the whole local stack, and the prompt screen's training and
+//! evaluation. Never deployed.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -14,6 +15,7 @@ pub mod ports;
 pub mod presets;
 pub mod procs;
 pub mod runtime_api;
+pub mod screen;
 pub mod stack;
 pub mod template;
 pub mod tools;

@@ -133,10 +133,13 @@ pub struct Usage {
     pub output_tokens: u32,
 }
 
+/// What a client learns about the screen: the verdict only (`allow`, or `flag` where the
+/// deployment shows flags: `GATEHOUSE_SCREEN_SHOW_FLAG`). The exact score and the rule ids stay
+/// in the audit record and the log: a score in every answer would be an oracle for paraphrasing
+/// an attack until it slips just under the threshold.
 #[derive(Debug, Serialize)]
 pub struct ScreenSummary {
     pub verdict: crate::screen::Verdict,
-    pub score: f32,
 }
 
 #[derive(Debug, Serialize)]

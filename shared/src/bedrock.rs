@@ -82,3 +82,61 @@ impl ModelBackend for BedrockModel {
         Ok(ModelOutput { text, usage })
     }
 }
+
+/// Amazon Bedrock Guardrails (`ApplyGuardrail`, source `INPUT`) as the screen's second
+/// opinion. The guardrail (id + version, template parameters) should have a prompt-attack
+/// filter; any policy that intervenes counts as a block. IAM: `bedrock:ApplyGuardrail` on that
+/// guardrail's ARN only (infra/template.yaml).
+pub struct BedrockGuardrail {
+    client: Client,
+    id: String,
+    version: String,
+}
+
+impl BedrockGuardrail {
+    pub fn new(client: Client, id: String, version: String) -> Self {
+        Self {
+            client,
+            id,
+            version,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::guardrail::Guardrail for BedrockGuardrail {
+    async fn assess(
+        &self,
+        prompt: &str,
+    ) -> Result<crate::guardrail::GuardrailVerdict, crate::guardrail::GuardrailError> {
+        use crate::guardrail::{GuardrailError, GuardrailVerdict};
+        use aws_sdk_bedrockruntime::types::{
+            GuardrailAction, GuardrailContentBlock, GuardrailContentSource, GuardrailTextBlock,
+        };
+        let text = GuardrailTextBlock::builder()
+            .text(prompt)
+            .build()
+            .map_err(|e| GuardrailError::Backend(e.to_string()))?;
+        let out = self
+            .client
+            .apply_guardrail()
+            .guardrail_identifier(&self.id)
+            .guardrail_version(&self.version)
+            .source(GuardrailContentSource::Input)
+            .content(GuardrailContentBlock::Text(text))
+            .send()
+            .await
+            .map_err(|e| match e {
+                SdkError::TimeoutError(_) => GuardrailError::Timeout,
+                other => GuardrailError::Backend(
+                    aws_sdk_bedrockruntime::error::DisplayErrorContext(&other).to_string(),
+                ),
+            })?;
+        match out.action() {
+            GuardrailAction::GuardrailIntervened => Ok(GuardrailVerdict::Intervened),
+            GuardrailAction::None => Ok(GuardrailVerdict::Pass),
+            // An action this SDK does not know: treat as an intervention (fail closed).
+            _ => Ok(GuardrailVerdict::Intervened),
+        }
+    }
+}

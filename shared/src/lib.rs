@@ -41,6 +41,8 @@ pub mod api;
 #[cfg(feature = "predict")]
 pub mod error;
 #[cfg(feature = "predict")]
+pub mod guardrail;
+#[cfg(feature = "predict")]
 pub mod http;
 #[cfg(feature = "predict")]
 pub mod model;

@@ -37,6 +37,59 @@ pub struct RoleLimits {
     pub max_tokens: u32,
 }
 
+/// How predict applies the prompt screen's verdict for a principal on a route (policy entities:
+/// `screen_mode` on a Route, optionally overridden on a Role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScreenMode {
+    /// No screening (the prompt is still sanitized before it is forwarded).
+    Off,
+    /// Screen and audit, but never refuse: a `block` verdict is recorded and passed as `flag`.
+    FlagOnly,
+    /// Refuse prompts the screen blocks (the default).
+    Block,
+}
+
+impl ScreenMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::FlagOnly => "flag-only",
+            Self::Block => "block",
+        }
+    }
+}
+
+impl std::str::FromStr for ScreenMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(Self::Block),
+            "flag-only" => Ok(Self::FlagOnly),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "screen_mode {other:?} is not one of block, flag-only, off"
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ModeAttr {
+    #[serde(default)]
+    screen_mode: Option<String>,
+}
+
+fn mode_of(attrs: &serde_json::Value, what: &str) -> Result<Option<ScreenMode>, PolicyError> {
+    let attr: ModeAttr = serde_json::from_value(attrs.clone())
+        .map_err(|e| PolicyError::Entities(format!("{what}: {e}")))?;
+    attr.screen_mode
+        .map(|m| {
+            m.parse()
+                .map_err(|e| PolicyError::Entities(format!("{what}: {e}")))
+        })
+        .transpose()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ModelInfo {
     pub tier: String,
@@ -90,6 +143,8 @@ pub struct PolicyStore {
     entities: HashMap<EntityUid, Entity>,
     roles: HashMap<String, RoleLimits>,
     models: HashMap<String, ModelInfo>,
+    role_modes: HashMap<String, ScreenMode>,
+    route_modes: HashMap<String, ScreenMode>,
     authorizer: Authorizer,
     user_type: EntityTypeName,
     role_type: EntityTypeName,
@@ -149,9 +204,19 @@ impl PolicyStore {
             serde_json::from_str(entities_src).map_err(|e| PolicyError::Entities(e.to_string()))?;
         let mut roles = HashMap::new();
         let mut models = HashMap::new();
+        let mut role_modes = HashMap::new();
+        let mut route_modes = HashMap::new();
         for e in raw {
             match e.uid.ty.as_str() {
+                ROUTE => {
+                    if let Some(m) = mode_of(&e.attrs, &format!("route {}", e.uid.id))? {
+                        route_modes.insert(e.uid.id, m);
+                    }
+                }
                 ROLE => {
+                    if let Some(m) = mode_of(&e.attrs, &format!("role {}", e.uid.id))? {
+                        role_modes.insert(e.uid.id.clone(), m);
+                    }
                     let limits: RoleLimits = serde_json::from_value(e.attrs).map_err(|err| {
                         PolicyError::Entities(format!("role {}: {err}", e.uid.id))
                     })?;
@@ -173,6 +238,8 @@ impl PolicyStore {
             entities,
             roles,
             models,
+            role_modes,
+            route_modes,
             authorizer: Authorizer::new(),
             user_type: type_name(USER)?,
             role_type: type_name(ROLE)?,
@@ -188,6 +255,18 @@ impl PolicyStore {
 
     pub fn role(&self, id: &str) -> Option<&RoleLimits> {
         self.roles.get(id)
+    }
+
+    /// The prompt screen mode for a principal with `roles` on `route`: the most permissive mode
+    /// among the roles that set one, else the route's mode, else `Block` (fail closed).
+    pub fn screen_mode(&self, roles: &[String], route: &str) -> ScreenMode {
+        roles
+            .iter()
+            .filter_map(|r| self.role_modes.get(r))
+            .copied()
+            .min()
+            .or_else(|| self.route_modes.get(route).copied())
+            .unwrap_or(ScreenMode::Block)
     }
 
     /// The most generous limits over the principal's known roles (the rate as a whole pair, the
@@ -387,6 +466,57 @@ mod tests {
         let store = PolicyStore::embedded().unwrap();
         assert!(store.role("ai_operator").is_some());
         assert!(store.model("echo").is_some());
+    }
+
+    #[test]
+    fn screen_mode_comes_from_route_then_roles() {
+        let entities = ENTITIES_SRC
+            .replacen(
+                r#""max_prompt_chars": 4000, "max_tokens": 1024 }"#,
+                r#""max_prompt_chars": 4000, "max_tokens": 1024, "screen_mode": "flag-only" }"#,
+                1,
+            )
+            .replacen(
+                r#""max_prompt_chars": 8000, "max_tokens": 4096 }"#,
+                r#""max_prompt_chars": 8000, "max_tokens": 4096, "screen_mode": "off" }"#,
+                1,
+            );
+        let store = PolicyStore::from_sources(SCHEMA_SRC, POLICIES_SRC, &entities).unwrap();
+        let route = "POST /v1/predict";
+        let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            store.screen_mode(&roles(&["auditor"]), route),
+            ScreenMode::Block
+        );
+        assert_eq!(
+            store.screen_mode(&roles(&["analyst"]), route),
+            ScreenMode::FlagOnly
+        );
+        // Several roles: the most permissive that is set wins.
+        assert_eq!(
+            store.screen_mode(&roles(&["analyst", "ai_operator"]), route),
+            ScreenMode::Off
+        );
+        // Unknown route and no role mode: fail closed.
+        assert_eq!(
+            store.screen_mode(&roles(&["auditor"]), "GET /x"),
+            ScreenMode::Block
+        );
+        let embedded = PolicyStore::embedded().unwrap();
+        assert_eq!(
+            embedded.screen_mode(&roles(&["analyst"]), route),
+            ScreenMode::Block
+        );
+    }
+
+    #[test]
+    fn an_unknown_screen_mode_is_refused() {
+        let entities =
+            ENTITIES_SRC.replacen(r#""screen_mode": "block""#, r#""screen_mode": "warn""#, 1);
+        assert!(matches!(
+            PolicyStore::from_sources(SCHEMA_SRC, POLICIES_SRC, &entities),
+            Err(PolicyError::Entities(_))
+        ));
     }
 
     #[test]

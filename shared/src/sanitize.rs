@@ -1,12 +1,28 @@
-//! Prompt sanitizer: removes what a human cannot see but a model can, applies NFKC and
-//! collapses whitespace. It never deletes ordinary punctuation (`$ ; | &` are legitimate).
+//! Prompt sanitizer: removes what a human cannot see but a model can. It never deletes
+//! ordinary punctuation (`$ ; | &` are legitimate).
 //!
-//! Pipeline (order matters for idempotence): strip invisible characters first, so NFKC can
-//! compose across what was removed; then NFKC; then collapse whitespace (NFKC maps exotic
-//! spaces to U+0020, so collapsing must come after it).
+//! Two outputs (DESIGN.md §3.6):
+//! - [`Sanitized::forward`], what the model receives: the prompt in NFC with **only** these
+//!   removed: C0/C1 control characters other than `\n` and `\t` (a CR before LF is dropped, a
+//!   lone CR becomes LF); zero-width and invisible format characters (U+200B..U+200D, U+2060..
+//!   U+2064, U+FEFF, U+180E, U+00AD, U+034F, Hangul fillers, U+206A..U+206F) **except** a
+//!   zero-width joiner between two emoji (family and profession emoji stay whole); bidi
+//!   embeddings, overrides, isolates and marks; variation selectors **except** one VS15/VS16
+//!   right after a visible character; Unicode tag characters **except** inside a valid emoji
+//!   tag sequence (U+1F3F4, 1..=6 tag letters or digits, U+E007F: the subdivision flags of
+//!   England, Scotland, Wales). Nothing else changes: `x²`, `½`, `ﬁ` and spacing stay as
+//!   written.
+//! - [`Sanitized::text`], what the screen reads: `forward` folded to NFKC with whitespace runs
+//!   collapsed, so fullwidth and mathematical letters read as plain ones. It is derived from
+//!   `forward` only, so the screen sees every character the model will see.
+//!
+//! Tag characters and variation-selector payloads that were removed are decoded into
+//! [`Sanitized::hidden`], which is screened but never forwarded.
 
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
+#[cfg(test)]
+use unicode_normalization::is_nfc;
 
 /// Counts of removed characters by kind; the screen treats them as evidence of smuggling.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -20,7 +36,10 @@ pub struct Removed {
 
 #[derive(Debug, Clone)]
 pub struct Sanitized {
+    /// The screen's view: NFKC of `forward`, whitespace collapsed.
     pub text: String,
+    /// What the model receives: NFC, invisible and smuggling characters removed (module docs).
+    pub forward: String,
     pub removed: Removed,
     /// text decoded from Unicode tag characters, screened but never forwarded
     pub hidden: String,
@@ -108,6 +127,7 @@ pub fn sanitize(input: &str) -> Sanitized {
     {
         return Sanitized {
             text: collapse_whitespace(input),
+            forward: input.to_owned(),
             removed: Removed::default(),
             hidden: String::new(),
         };
@@ -120,6 +140,27 @@ pub fn sanitize(input: &str) -> Sanitized {
     // A lone CR is a line break; CRLF becomes one LF.
     let mut chars = input.chars().peekable();
     while let Some(c) = chars.next() {
+        // A valid emoji tag sequence (subdivision flag) is kept whole.
+        if c == BLACK_FLAG
+            && let Some(len) = emoji_tag_sequence(chars.clone())
+        {
+            stripped.push(c);
+            for _ in 0..len {
+                if let Some(t) = chars.next() {
+                    stripped.push(t);
+                }
+            }
+            continue;
+        }
+        // A zero-width joiner between two emoji joins them into one (family, profession).
+        if c == ZWJ
+            && stripped.chars().next_back().is_some_and(is_emoji_part)
+            && chars.peek().copied().is_some_and(is_emoji)
+        {
+            flush_vs(&mut vs_run, &mut hidden);
+            stripped.push(c);
+            continue;
+        }
         let c = if c == '\r' {
             if chars.peek() == Some(&'\n') {
                 continue;
@@ -174,18 +215,61 @@ pub fn sanitize(input: &str) -> Sanitized {
     }
     flush_vs(&mut vs_run, &mut hidden);
 
-    // Most prompts are already NFKC (all ASCII text is); the quick check skips the rebuild.
-    let text = if unicode_normalization::is_nfkc_quick(stripped.chars())
+    // Most prompts are already NFC and NFKC; the quick checks skip the rebuilds.
+    let forward = if unicode_normalization::is_nfc_quick(stripped.chars())
         == unicode_normalization::IsNormalized::Yes
     {
-        collapse_whitespace(&stripped)
+        stripped
     } else {
-        collapse_whitespace(&stripped.nfkc().collect::<String>())
+        stripped.nfc().collect::<String>()
+    };
+    let text = if unicode_normalization::is_nfkc_quick(forward.chars())
+        == unicode_normalization::IsNormalized::Yes
+    {
+        collapse_whitespace(&forward)
+    } else {
+        collapse_whitespace(&forward.nfkc().collect::<String>())
     };
     Sanitized {
         text,
+        forward,
         removed,
         hidden,
+    }
+}
+
+const ZWJ: char = '\u{200d}';
+const BLACK_FLAG: char = '\u{1f3f4}';
+const CANCEL_TAG: char = '\u{e007f}';
+
+/// Emoji code points (the Extended_Pictographic blocks of UTS #51 and the regional indicators),
+/// approximated by block: enough to tell an emoji ZWJ sequence from a smuggled joiner.
+fn is_emoji(c: char) -> bool {
+    matches!(c as u32,
+        0x1f000..=0x1faff | 0x2600..=0x27bf | 0x2300..=0x23ff | 0x2b00..=0x2bff
+        | 0x2190..=0x21ff | 0x3030 | 0x303d | 0x3297 | 0x3299
+        | 0x00a9 | 0x00ae | 0x203c | 0x2049 | 0x2122 | 0x2139)
+}
+
+/// What may end the emoji before a joiner: an emoji, its presentation selector or a skin-tone
+/// modifier (U+1F3FB..1F3FF are inside the emoji block).
+fn is_emoji_part(c: char) -> bool {
+    is_emoji(c) || c == '\u{fe0f}'
+}
+
+/// Length (in chars, after the black flag) of a valid emoji tag sequence: 1..=6 tag letters
+/// (a-z) or digits, then CANCEL TAG (UTS #51 ED-14a, the subdivision flags).
+fn emoji_tag_sequence(mut rest: impl Iterator<Item = char>) -> Option<usize> {
+    let mut n = 0;
+    loop {
+        let c = rest.next()?;
+        if c == CANCEL_TAG {
+            return (1..=6).contains(&n).then_some(n + 1);
+        }
+        if !matches!(c as u32, 0xe0030..=0xe0039 | 0xe0061..=0xe007a) || n == 6 {
+            return None;
+        }
+        n += 1;
     }
 }
 
@@ -309,7 +393,52 @@ mod tests {
         #[test]
         fn output_has_no_invisibles(s in any::<String>()) {
             let out = sanitize(&s).text;
-            prop_assert!(out.chars().all(|c| matches!(classify(c), Kind::Keep | Kind::VariationSelector)));
+            prop_assert!(out.chars().all(|c| allowed_in_output(&out, c)));
         }
+
+        /// The forwarded text never holds a character class the screen did not see: it has no
+        /// removed class outside emoji sequences, and the screen's text is exactly its NFKC
+        /// fold (whitespace collapsed), so every character forwarded was screened.
+        #[test]
+        fn forwarded_text_is_what_the_screen_saw(s in "(\\PC|[\u{0}-\u{3000}\u{e0000}-\u{e007f}\u{fe00}-\u{fe0f}\u{200b}-\u{206f}\u{1f3f4}\u{1f468}\u{1f469}\u{2764}]){0,48}") {
+            let out = sanitize(&s);
+            prop_assert!(out.forward.chars().all(|c| allowed_in_output(&out.forward, c)), "{:?}", out.forward);
+            prop_assert_eq!(&out.text, &collapse_whitespace(&out.forward.nfkc().collect::<String>()));
+            prop_assert!(is_nfc(&out.forward));
+        }
+    }
+
+    /// A removed class may appear only as part of an emoji sequence the sanitizer keeps.
+    fn allowed_in_output(text: &str, c: char) -> bool {
+        match classify(c) {
+            Kind::Keep | Kind::VariationSelector => true,
+            Kind::ZeroWidth => c == ZWJ && text.contains(|p: char| is_emoji(p)),
+            Kind::Tag => text.contains(BLACK_FLAG),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn forwards_nfc_not_nfkc() {
+        let s = sanitize("x² + ½ = ﬁne");
+        assert_eq!(s.forward, "x² + ½ = ﬁne");
+        assert_eq!(s.text, "x2 + 1⁄2 = fine");
+        // NFC composes: e + combining acute becomes é.
+        assert_eq!(sanitize("cafe\u{301}").forward, "café");
+    }
+
+    #[test]
+    fn keeps_emoji_zwj_sequences_and_subdivision_flags() {
+        let family = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}";
+        let wales = "\u{1f3f4}\u{e0067}\u{e0062}\u{e0077}\u{e006c}\u{e0073}\u{e007f}";
+        let s = sanitize(&format!("{family} and {wales}"));
+        assert_eq!(s.forward, format!("{family} and {wales}"));
+        assert_eq!(s.removed, Removed::default());
+        assert!(s.hidden.is_empty());
+        // A joiner between letters, or tags after a flag without CANCEL TAG, are smuggling.
+        let s = sanitize("ig\u{200d}nore \u{1f3f4}\u{e0069}\u{e0067}");
+        assert_eq!(s.forward, "ignore \u{1f3f4}");
+        assert_eq!(s.removed.zero_width, 1);
+        assert_eq!(s.removed.tag, 2);
     }
 }

@@ -93,6 +93,25 @@ pub fn model_backend(
     }
 }
 
+/// The Bedrock Guardrails second opinion, when the configuration names a guardrail.
+#[cfg(all(feature = "predict", feature = "bedrock"))]
+pub fn second_opinion(
+    config: &crate::config::PredictConfig,
+    sdk: &SdkConfig,
+) -> Option<crate::guardrail::SecondOpinion> {
+    config
+        .guardrail
+        .as_ref()
+        .map(|g| crate::guardrail::SecondOpinion {
+            guardrail: Box::new(crate::bedrock::BedrockGuardrail::new(
+                aws_sdk_bedrockruntime::Client::new(sdk),
+                g.id.clone(),
+                g.version.clone(),
+            )),
+            config: g.clone(),
+        })
+}
+
 /// predict's state: policy, screen, model backend, rate limiter, audit log (with its key).
 #[cfg(feature = "predict")]
 pub async fn predictor(
@@ -108,6 +127,7 @@ pub async fn predictor(
         policy: crate::policy::PolicyStore::embedded()?,
         screener: crate::screen::Screener::new(config.screen)?,
         model: model_backend(&config, sdk),
+        second_opinion: second_opinion(&config, sdk),
         config,
         limiter: limiter(sdk, &rate),
         rate_fail_open: rate.fail_open,
@@ -216,6 +236,7 @@ pub fn in_memory_predictor(
         policy: crate::policy::PolicyStore::embedded()?,
         screener: crate::screen::Screener::new(config.screen)?,
         model: Box::new(crate::model::EchoModel),
+        second_opinion: None,
         config,
         limiter: crate::ratelimit::RateLimiter::new(Box::new(
             crate::ratelimit::MemoryCounter::default(),

@@ -88,6 +88,7 @@ pub async fn predictor(sdk: &SdkConfig, policy: PolicyStore) -> Result<Predictor
         policy,
         screener: gatehouse::screen::Screener::new(Default::default())?,
         model: Box::new(EchoModel),
+        second_opinion: None,
         config: PredictConfig {
             model_backend: ModelBackendKind::Echo,
             max_body_bytes: 64 * 1024,
@@ -95,6 +96,8 @@ pub async fn predictor(sdk: &SdkConfig, policy: PolicyStore) -> Result<Predictor
             max_tokens_cap: 4096,
             model_timeout: Duration::from_secs(5),
             screen: Default::default(),
+            screen_show_flag: false,
+            guardrail: None,
             bedrock_models: Default::default(),
             token_leeway: Duration::from_secs(30),
         },

@@ -32,14 +32,24 @@ enum Cmd {
     /// Install what is missing, start the emulator and the stack, run fmt, clippy, every test and
     /// the infra checks, then stop everything.
     Test,
-    /// Screen JSON Lines prompts from stdin ({"text": ...}) → {"verdict","score","rules"} lines.
+    /// Screen JSON Lines prompts from stdin ({"text": ...}) → {"verdict","score","rules","window"} lines.
     Screen,
-    /// Evaluate the screen on a labelled JSONL file (text, label, optional category).
-    ScreenEval { file: std::path::PathBuf },
-    /// Retrain the screen's learned layer from the corpus train split (deterministic).
-    TrainScreen {
+    /// Evaluate the screen: on a labelled JSONL file (text, label, optional category), or
+    /// leave-one-source-out over the vendored corpora (--by-source).
+    ScreenEval {
+        file: Option<std::path::PathBuf>,
+        /// Leave-one-source-out table: train without each source, measure on it.
         #[arg(long)]
-        input: Option<std::path::PathBuf>,
+        by_source: bool,
+        /// With --by-source: only this source.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Retrain the screen's learned layer from the vendored corpora under data/ (deterministic).
+    TrainScreen {
+        /// Corpus root (default: data/ of this repository).
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
@@ -68,8 +78,12 @@ async fn main() -> Result<()> {
         Cmd::PrincipalKey(args) => dev::principal_key_cmd(args),
         Cmd::Test => checks::run().await,
         Cmd::Screen => screen::screen_stdin(),
-        Cmd::ScreenEval { file } => screen::eval(&file),
-        Cmd::TrainScreen { input, out } => screen::train_model(input, out),
+        Cmd::ScreenEval {
+            file,
+            by_source,
+            only,
+        } => screen::eval(file.as_deref(), by_source, only.as_deref()),
+        Cmd::TrainScreen { data, out } => screen::train_model(data, out),
         Cmd::AuditVerify(args) => audit::verify(args).await,
         Cmd::AuditQuery(args) => audit::query(args).await,
         Cmd::Smoke(args) => smoke::run(&args).await,

@@ -1,38 +1,58 @@
 //! `cargo xtask screen`, `screen-eval` and `train-screen`: the prompt screen from the shell.
+//! The work is done by `gatehouse_dev::screen` (dev-only; never linked into a Lambda binary).
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use gatehouse::screen::eval::{data_dir, evaluate, load_jsonl, screen_jsonl};
-use gatehouse::screen::train::{TrainParams, encode, train};
 use gatehouse::screen::{ScreenConfig, Screener};
+use gatehouse_dev::screen::corpus::{self, Corpus, Row};
+use gatehouse_dev::screen::eval::{evaluate, fold_table, screen_jsonl};
+use gatehouse_dev::screen::train::TrainParams;
 
-/// JSON Lines `{"text": ...}` on stdin → `{"verdict","score","rules"}` per line on stdout.
+/// JSON Lines `{"text": ...}` on stdin → `{"verdict","score","rules","window"}` per line on
+/// stdout.
 pub fn screen_stdin() -> Result<()> {
     let screener = Screener::new(ScreenConfig::default())?;
     screen_jsonl(&screener, std::io::stdin().lock(), std::io::stdout().lock())?;
     Ok(())
 }
 
-/// Recall at FPR ≤ 1% and ≤ 5%, AUC and per-category recall for a labelled JSONL file.
-pub fn eval(file: &Path) -> Result<()> {
+/// With a file: recall at FPR ≤ 1% and ≤ 2%, AUC, block/flag rates and per-category figures of
+/// the committed screen on that labelled JSONL file. With `--by-source`: the
+/// leave-one-source-out table (one training run per source).
+pub fn eval(file: Option<&Path>, by_source: bool, only: Option<&str>) -> Result<()> {
+    if by_source {
+        let corpus = Corpus::load(&corpus::data_root())?;
+        let rows = gatehouse_dev::screen::leave_one_source_out(
+            &corpus,
+            &TrainParams::default(),
+            ScreenConfig::default(),
+            only,
+        )?;
+        print!("{}", fold_table(&rows));
+        return Ok(());
+    }
+    let file = file.context("give a labelled JSONL file, or --by-source")?;
     let screener = Screener::new(ScreenConfig::default())?;
-    let rows = load_jsonl(file).with_context(|| format!("reading {}", file.display()))?;
-    print!("{}", evaluate(&screener, &rows));
+    let rows = corpus::load_jsonl(file, "file")?;
+    let refs: Vec<&Row> = rows.iter().collect();
+    print!("{}", evaluate(&screener, &refs));
     Ok(())
 }
 
-/// Retrains the learned layer on the train split (deterministic) and writes the weights that
-/// `shared/src/screen/model.bin` embeds.
-pub fn train_model(input: Option<PathBuf>, out: Option<PathBuf>) -> Result<()> {
-    let input = input.unwrap_or_else(|| data_dir().join("train.jsonl"));
+/// Retrains the learned layer from the vendored corpora (deterministic) and writes the weights
+/// that `shared/src/screen/model.bin` embeds.
+pub fn train_model(data: Option<PathBuf>, out: Option<PathBuf>) -> Result<()> {
+    let data = data.unwrap_or_else(corpus::data_root);
     let out = out
         .unwrap_or_else(|| gatehouse_dev::paths::repo_root().join("shared/src/screen/model.bin"));
-    let rows = load_jsonl(&input).with_context(|| format!("reading {}", input.display()))?;
-    let bytes = encode(&train(&rows, &TrainParams::default()));
-    std::fs::write(&out, &bytes)?;
+    let corpus = Corpus::load(&data)?;
+    let rows = corpus.training_rows(None).len();
+    let weights = gatehouse_dev::screen::train_committed(&corpus, &TrainParams::default())?;
+    let bytes = gatehouse_dev::screen::encode(&weights);
+    std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
-        "trained on {} rows; wrote {} bytes to {}",
-        rows.len(),
+        "trained on {rows} rows from {}; wrote {} bytes to {}",
+        data.display(),
         bytes.len(),
         out.display()
     );

@@ -1,7 +1,7 @@
 //! `cargo xtask supply-chain` (also a step of `cargo xtask test`): the dependency gate.
 //!
 //! 1. RustSec advisories against `Cargo.lock` with `cargo audit` (pinned, installed into
-//!    `.local/cargo-tools`): the online database when github.com answers, else a local copy
+//!    `<target dir>/cargo-tools`): the online database when github.com answers, else a local copy
 //!    (`GATEHOUSE_ADVISORY_DB`, or `../shared/advisory-db` beside the checkout); with neither it
 //!    says so in one line and goes on. A vulnerability fails the run unless
 //!    `supply-chain/advisory-exceptions.toml` accepts it with a reason and an expiry date that
@@ -29,23 +29,27 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Tools are build products: they live beside the build cache (the target dir, which CI keeps
+/// between runs outside the clone), so a new clone reuses them instead of compiling them again.
 fn tools_root() -> PathBuf {
-    paths::local_dir().join("cargo-tools")
+    paths::target_dir().join("cargo-tools")
 }
 
 fn tool_bin(name: &str) -> PathBuf {
     tools_root().join("bin").join(name)
 }
 
-/// `cargo install --locked` of a pinned tool into `.local/cargo-tools`, once per version. The
-/// build reuses `CARGO_TARGET_DIR`, so a later clone only links it again.
+/// `cargo install --locked` of a pinned tool into `<target dir>/cargo-tools`, once per version.
 pub fn ensure_tool((name, version): (&str, &str)) -> Result<PathBuf> {
     let bin = tool_bin(name);
     let stamp = tools_root().join(format!(".installed-{name}"));
     if bin.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(version) {
         return Ok(bin);
     }
-    eprintln!("==> installing {name} {version} into .local/cargo-tools (first run only)");
+    eprintln!(
+        "==> installing {name} {version} into {} (first run only)",
+        tools_root().display()
+    );
     let status = Command::new(cargo())
         .args([
             "install",
@@ -327,7 +331,8 @@ fn licences_and_sources() -> Result<()> {
     Ok(())
 }
 
-/// Crates present in more than one version in a function's own dependency tree.
+/// Crates present in more than one version in what a function binary links (proc macros, which
+/// run only at build time, left out).
 fn duplicates() -> Result<()> {
     for function in FUNCTIONS {
         let out = Command::new(cargo())
@@ -337,8 +342,9 @@ fn duplicates() -> Result<()> {
                 "--quiet",
                 "-p",
                 function,
+                // What the binary links: no build-time proc-macro crates.
                 "-e",
-                "normal",
+                "normal,no-proc-macro",
                 "--duplicates",
                 "--depth",
                 "0",

@@ -119,9 +119,17 @@ impl Decision {
 /// outcomes decided before the screen, and the authorizer's, carry `None`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScreenAudit {
+    /// The screen's own verdict (allow / flag / block), before the mode is applied.
     pub verdict: String,
     pub score: f32,
     pub rule_ids: Vec<String>,
+    /// The screen mode that applied (`block`, `flag-only`, `off`), from the policy entities.
+    pub mode: String,
+    /// The learned layer's highest-scoring window: (layer, byte offset, byte length) in the
+    /// screened text. Locates the evidence without storing the prompt.
+    pub window: Option<(String, u64, u64)>,
+    /// The Amazon Bedrock Guardrails second opinion, when one was asked: (verdict, latency ms).
+    pub guardrail: Option<(String, u64)>,
 }
 
 /// Everything a caller knows about one terminal outcome. Never a token or a secret.
@@ -260,6 +268,16 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
         // A string, not a number: DynamoDB would renormalise a float's text.
         f.insert("screen_score".into(), Field::S(format!("{:.4}", sc.score)));
         f.insert("screen_rules".into(), Field::L(sc.rule_ids.clone()));
+        f.insert("screen_mode".into(), s(&sc.mode));
+        if let Some((layer, offset, len)) = &sc.window {
+            f.insert("screen_window_layer".into(), s(layer));
+            f.insert("screen_window_offset".into(), Field::N(*offset));
+            f.insert("screen_window_len".into(), Field::N(*len));
+        }
+        if let Some((verdict, ms)) = &sc.guardrail {
+            f.insert("guardrail_verdict".into(), s(verdict));
+            f.insert("guardrail_latency_ms".into(), Field::N(*ms));
+        }
     }
     for (name, text) in [("prompt", ev.prompt), ("output", ev.output)] {
         let Some(text) = text else { continue };

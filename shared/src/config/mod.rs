@@ -14,7 +14,9 @@ pub use jwks_sync::{JwksSyncConfig, SyncSource};
 #[cfg(feature = "predict")]
 mod predict;
 #[cfg(feature = "predict")]
-pub use predict::{ModelBackendKind, PredictConfig, parse_model_map};
+pub use predict::{
+    GuardrailConfig, GuardrailScope, ModelBackendKind, PredictConfig, parse_model_map,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -35,6 +35,11 @@ pub struct PredictConfig {
     pub max_tokens_cap: u32,
     pub model_timeout: Duration,
     pub screen: crate::screen::ScreenConfig,
+    /// Whether a 200 answer says `flag` for a flagged prompt (`GATEHOUSE_SCREEN_SHOW_FLAG`,
+    /// default false: clients see `allow`, the audit record keeps the flag).
+    pub screen_show_flag: bool,
+    /// The optional Bedrock Guardrails second opinion (`GATEHOUSE_GUARDRAIL_ID` set).
+    pub guardrail: Option<GuardrailConfig>,
     /// Our model id → Bedrock model id (only for the `bedrock` backend).
     pub bedrock_models: HashMap<String, String>,
     /// Clock skew allowed on the token `exp` the authorizer passes (`GATEHOUSE_LEEWAY_SECS`, as
@@ -51,6 +56,8 @@ impl PredictConfig {
             max_tokens_cap: env.parsed("GATEHOUSE_MAX_TOKENS_CAP", 4096)?,
             model_timeout: Duration::from_millis(env.parsed("GATEHOUSE_MODEL_TIMEOUT_MS", 8000)?),
             screen: screen_config(env)?,
+            screen_show_flag: env.parsed("GATEHOUSE_SCREEN_SHOW_FLAG", false)?,
+            guardrail: guardrail_config(env)?,
             bedrock_models: bedrock_models(env)?,
             token_leeway: super::token_leeway(env)?,
         })
@@ -73,8 +80,11 @@ fn bedrock_models<F: Fn(&str) -> Option<String>>(
     Ok(map)
 }
 
-/// Screen thresholds: scores at or above `GATEHOUSE_SCREEN_BLOCK` are refused, at or above
-/// `GATEHOUSE_SCREEN_FLAG` pass but are flagged in the audit record and the log.
+/// Screen thresholds (template parameters `ScreenFlagThreshold`, `ScreenBlockThreshold`,
+/// `ScreenModelBlockThreshold`, `ScreenRuleBlockMin`): scores at or above `GATEHOUSE_SCREEN_BLOCK`
+/// are refused when rules add up to `GATEHOUSE_SCREEN_RULE_BLOCK_MIN` or the learned layer alone
+/// reaches `GATEHOUSE_SCREEN_MODEL_BLOCK`; scores at or above `GATEHOUSE_SCREEN_FLAG` pass but are
+/// flagged in the audit record and the log.
 fn screen_config<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<crate::screen::ScreenConfig, ConfigError> {
@@ -82,6 +92,9 @@ fn screen_config<F: Fn(&str) -> Option<String>>(
     let c = crate::screen::ScreenConfig {
         flag_threshold: env.parsed("GATEHOUSE_SCREEN_FLAG", d.flag_threshold)?,
         block_threshold: env.parsed("GATEHOUSE_SCREEN_BLOCK", d.block_threshold)?,
+        model_block_threshold: env
+            .parsed("GATEHOUSE_SCREEN_MODEL_BLOCK", d.model_block_threshold)?,
+        rule_block_min: env.parsed("GATEHOUSE_SCREEN_RULE_BLOCK_MIN", d.rule_block_min)?,
         max_input_bytes: env.parsed("GATEHOUSE_SCREEN_MAX_BYTES", d.max_input_bytes)?,
     };
     let in_range = |t: f32| (0.0..=1.0).contains(&t);
@@ -94,7 +107,85 @@ fn screen_config<F: Fn(&str) -> Option<String>>(
             reason: "thresholds must satisfy 0 <= flag <= block <= 1".into(),
         });
     }
+    for (name, v) in [
+        ("GATEHOUSE_SCREEN_MODEL_BLOCK", c.model_block_threshold),
+        ("GATEHOUSE_SCREEN_RULE_BLOCK_MIN", c.rule_block_min),
+    ] {
+        if !in_range(v) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be between 0 and 1".into(),
+            });
+        }
+    }
     Ok(c)
+}
+
+/// Which prompts the guardrail is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardrailScope {
+    /// Only prompts the fast screen flagged (its unsure band): the default.
+    FlagBand,
+    /// Every prompt the screen did not block.
+    All,
+}
+
+impl FromStr for GuardrailScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flag" => Ok(Self::FlagBand),
+            "all" => Ok(Self::All),
+            other => Err(format!("{other:?} is not one of flag, all")),
+        }
+    }
+}
+
+/// Amazon Bedrock Guardrails as a second opinion (template parameters `GuardrailId`,
+/// `GuardrailVersion`, `GuardrailScope`, `GuardrailTimeoutMs`, `GuardrailFailOpen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardrailConfig {
+    /// Guardrail id or ARN (`GATEHOUSE_GUARDRAIL_ID`).
+    pub id: String,
+    /// Guardrail version, a number or `DRAFT` (`GATEHOUSE_GUARDRAIL_VERSION`, default `1`).
+    pub version: String,
+    /// `GATEHOUSE_GUARDRAIL_SCOPE`: `flag` (default) or `all`.
+    pub scope: GuardrailScope,
+    /// `GATEHOUSE_GUARDRAIL_TIMEOUT_MS` (default 1500).
+    pub timeout: Duration,
+    /// `GATEHOUSE_GUARDRAIL_FAIL_OPEN` (default false: an error or timeout answers 503).
+    pub fail_open: bool,
+}
+
+fn guardrail_config<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<GuardrailConfig>, ConfigError> {
+    let id = env.parsed("GATEHOUSE_GUARDRAIL_ID", String::new())?;
+    if id.trim().is_empty() {
+        return Ok(None);
+    }
+    let version = env.parsed("GATEHOUSE_GUARDRAIL_VERSION", "1".to_owned())?;
+    if !(version == "DRAFT" || (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())))
+    {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_GUARDRAIL_VERSION",
+            reason: "must be a version number or DRAFT".into(),
+        });
+    }
+    let timeout_ms: u64 = env.parsed("GATEHOUSE_GUARDRAIL_TIMEOUT_MS", 1500)?;
+    if timeout_ms == 0 {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_GUARDRAIL_TIMEOUT_MS",
+            reason: "must be > 0".into(),
+        });
+    }
+    Ok(Some(GuardrailConfig {
+        id: id.trim().to_owned(),
+        version,
+        scope: env.parsed("GATEHOUSE_GUARDRAIL_SCOPE", GuardrailScope::FlagBand)?,
+        timeout: Duration::from_millis(timeout_ms),
+        fail_open: env.parsed("GATEHOUSE_GUARDRAIL_FAIL_OPEN", false)?,
+    }))
 }
 
 /// Parses `name=bedrock-id,name2=bedrock-id2` (`GATEHOUSE_BEDROCK_MODELS`): our model ids (the
@@ -137,5 +228,41 @@ mod tests {
         assert!(parse_model_map("nonsense").is_err());
         assert!(parse_model_map("a=").is_err());
         assert!(parse_model_map("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn screen_thresholds_and_guardrail_settings() {
+        let c = PredictConfig::from_env(&env(&[])).unwrap();
+        assert!(c.guardrail.is_none());
+        assert!(!c.screen_show_flag);
+        let c = PredictConfig::from_env(&env(&[
+            ("GATEHOUSE_SCREEN_MODEL_BLOCK", "0.995"),
+            ("GATEHOUSE_GUARDRAIL_ID", "abc123"),
+            ("GATEHOUSE_GUARDRAIL_SCOPE", "all"),
+            ("GATEHOUSE_GUARDRAIL_FAIL_OPEN", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(c.screen.model_block_threshold, 0.995);
+        let g = c.guardrail.unwrap();
+        assert_eq!((g.id.as_str(), g.version.as_str()), ("abc123", "1"));
+        assert_eq!(g.scope, GuardrailScope::All);
+        assert!(g.fail_open);
+        assert_eq!(g.timeout, Duration::from_millis(1500));
+        for bad in [
+            ("GATEHOUSE_SCREEN_MODEL_BLOCK", "1.5"),
+            ("GATEHOUSE_SCREEN_RULE_BLOCK_MIN", "-0.1"),
+            ("GATEHOUSE_SCREEN_FLAG", "0.95"),
+        ] {
+            assert!(PredictConfig::from_env(&env(&[bad])).is_err(), "{bad:?}");
+        }
+        for bad in [
+            ("GATEHOUSE_GUARDRAIL_VERSION", "latest"),
+            ("GATEHOUSE_GUARDRAIL_SCOPE", "some"),
+            ("GATEHOUSE_GUARDRAIL_TIMEOUT_MS", "0"),
+        ] {
+            let vars = [("GATEHOUSE_GUARDRAIL_ID", "abc123"), bad];
+            let e = env(&vars);
+            assert!(PredictConfig::from_env(&e).is_err(), "{bad:?}");
+        }
     }
 }

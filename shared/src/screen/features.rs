@@ -1,24 +1,33 @@
-//! Hashed features shared by training and screening, so both see exactly the same vector.
+//! Features of the learned layer, shared by training (devtools) and screening, so both see
+//! exactly the same vector.
+//!
+//! A prompt becomes a [`Doc`]: the words of its leet view (see `normalize`), each with the
+//! hashed features anchored at it: its word unigram, the bigram it ends, and its cross-lingual
+//! concept (see `concepts`) with the concept pairs it closes. (Character n-grams were dropped:
+//! they learned each corpus's style and cost recall and false positives on held-out sources.) A window is a run of consecutive words; its
+//! features are those anchored at its words plus the prompt's obfuscation flags, scaled by
+//! 1/sqrt(count). A prompt is scored as the **maximum over windows** of
+//! [`Model::window_words`](super::model::ModelWeights) words (every `stride` words), so a wall of
+//! harmless text can neither dilute an attack nor, by sheer length, add up to one: a window's
+//! score depends only on the words in it. Because the model is linear, every window costs two
+//! prefix-sum lookups, not a rescan.
 
+use super::concepts::{FNV_OFFSET, Lexicon, fnv_step};
 use super::model::{ModelWeights, Quantized, sigmoid};
-use super::normalize;
-use crate::sanitize::Sanitized;
 
 /// FNV-1a, 64 bit: deterministic across runs and platforms (std's hasher is randomized).
 fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    let mut h = FNV_OFFSET ^ seed;
     for p in parts {
         for &b in *p {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            h = fnv_step(h, b);
         }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = fnv_step(h, 0xff);
     }
     h
 }
 
-/// Extra generic signals about obfuscation, added as named features.
+/// Extra generic signals about obfuscation, added as named features to every window.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Signals {
     pub mixed_script_words: u32,
@@ -27,102 +36,292 @@ pub struct Signals {
     pub hidden_payload: bool,
 }
 
-/// Calls `f(hash)` for every feature of the leet view: character 3/4/5-grams (with word
-/// padding) and word uni/bigrams. Returns the feature count.
-fn for_each_feature(view: &str, signals: Signals, mut f: impl FnMut(u64)) -> usize {
-    // Collapse everything that is not a word char to one space: punctuation noise matters
-    // less than the words, and this keeps n-grams comparable across formatting.
-    let mut norm = Vec::with_capacity(view.len() + 2);
-    norm.push(b' ');
-    for c in view.chars() {
-        if c.is_alphanumeric() {
-            let mut buf = [0u8; 4];
-            norm.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        } else if norm.last() != Some(&b' ') {
-            norm.push(b' ');
-        }
-    }
-    if norm.last() != Some(&b' ') {
-        norm.push(b' ');
-    }
-    let mut count = 0;
-    // One incremental FNV pass per start position emits the 3-, 4- and 5-gram hashes.
-    for i in 0..norm.len() {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for (k, &b) in norm.iter().skip(i).take(5).enumerate() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            if k >= 2 {
-                f(h);
-                count += 1;
+impl Signals {
+    fn for_each(self, mut f: impl FnMut(u64)) {
+        let flags: [(bool, &[u8]); 4] = [
+            (self.mixed_script_words >= 2, b"mixed_script"),
+            (self.leet_words >= 2, b"leet"),
+            (self.removed_invisible, b"invisible"),
+            (self.hidden_payload, b"hidden"),
+        ];
+        for (on, name) in flags {
+            if on {
+                f(fnv(103, &[name]));
             }
         }
     }
-    let mut prev: &[u8] = b"^";
-    for tok in norm.split(|&b| b == b' ').filter(|t| !t.is_empty()) {
-        f(fnv(101, &[tok]));
-        f(fnv(102, &[prev, tok]));
-        count += 2;
-        prev = tok;
-    }
-    let flags: [(bool, &[u8]); 4] = [
-        (signals.mixed_script_words >= 2, b"mixed_script"),
-        (signals.leet_words >= 2, b"leet"),
-        (signals.removed_invisible, b"invisible"),
-        (signals.hidden_payload, b"hidden"),
-    ];
-    for (on, name) in flags {
-        if on {
-            f(fnv(103, &[name]));
-            count += 1;
+}
+
+/// One word of the model view.
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    /// Byte range in `Doc::norm`.
+    start: u32,
+    end: u32,
+    /// Byte range of the word in the screened text.
+    src_start: u32,
+    src_end: u32,
+    /// `concepts::Concept` as u8, 0 = none.
+    concept: u8,
+}
+
+/// Words further apart than this do not form a concept pair.
+const PAIR_SPAN: usize = 4;
+
+/// A prompt ready for the model.
+pub struct Doc {
+    /// The leet view with every run of non-alphanumeric characters collapsed to one space,
+    /// with a space at both ends.
+    norm: Vec<u8>,
+    words: Vec<Word>,
+    pub signals: Signals,
+}
+
+/// A window of words: byte offset and length in the screened text, and its score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowScore {
+    pub score: f32,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Doc {
+    /// `leet` is the leet view of the screened text. `char_offsets[i]` is the byte offset in the
+    /// screened text of the character that produced the view's i-th character, plus one last
+    /// entry for the text's length; `None` when the screened text is ASCII (then the view is
+    /// aligned with it byte for byte).
+    pub fn new(leet: &str, char_offsets: Option<&[u32]>, signals: Signals, lex: &Lexicon) -> Self {
+        let mut norm = Vec::with_capacity(leet.len() + 2);
+        norm.push(b' ');
+        let mut words = Vec::with_capacity(leet.len() / 5 + 1);
+        // (char index, byte index in the view, start in norm) of the open word.
+        let mut open: Option<(usize, usize, usize)> = None;
+        let src = |ci: usize, bi: usize| -> u32 {
+            match char_offsets {
+                Some(o) => o.get(ci).or(o.last()).copied().unwrap_or(0),
+                None => bi as u32,
+            }
+        };
+        let mut close =
+            |open: &mut Option<(usize, usize, usize)>, norm: &mut Vec<u8>, ci: usize, bi: usize| {
+                if let Some((c0, b0, n0)) = open.take() {
+                    let src_start = src(c0, b0);
+                    words.push(Word {
+                        start: n0 as u32,
+                        end: norm.len() as u32,
+                        src_start,
+                        src_end: src(ci, bi).max(src_start),
+                        concept: 0,
+                    });
+                    norm.push(b' ');
+                }
+            };
+        let mut chars = 0;
+        for (ci, (bi, c)) in leet.char_indices().enumerate() {
+            chars = ci + 1;
+            if c.is_alphanumeric() {
+                open.get_or_insert((ci, bi, norm.len()));
+                let mut buf = [0u8; 4];
+                norm.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            } else {
+                close(&mut open, &mut norm, ci, bi);
+            }
+        }
+        close(&mut open, &mut norm, chars, leet.len());
+        if norm.len() == 1 {
+            norm.push(b' ');
+        }
+        for w in &mut words {
+            if let Some(bytes) = norm.get(w.start as usize..w.end as usize) {
+                w.concept = lex.concept(bytes).unwrap_or(0);
+            }
+        }
+        Self {
+            norm,
+            words,
+            signals,
         }
     }
-    count
+
+    /// (word index, concept) of the words that carry a concept, in order.
+    pub fn concepts(&self) -> Vec<(u32, u8)> {
+        self.words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.concept != 0)
+            .map(|(i, w)| (i as u32, w.concept))
+            .collect()
+    }
+
+    pub fn word_count(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Calls `f(hash)` for every feature anchored at word `t`.
+    fn anchored(&self, t: usize, f: &mut impl FnMut(u64)) {
+        let Some(w) = self.words.get(t) else { return };
+        let (s, e) = (w.start as usize, w.end as usize);
+        let tok = self.norm.get(s..e).unwrap_or(b"");
+        let prev: &[u8] = match t.checked_sub(1).and_then(|p| self.words.get(p)) {
+            Some(p) => self
+                .norm
+                .get(p.start as usize..p.end as usize)
+                .unwrap_or(b""),
+            None => b"^",
+        };
+        f(fnv(101, &[tok]));
+        f(fnv(102, &[prev, tok]));
+        if w.concept != 0 {
+            // Concept features are emitted twice: doubling their share of a window's norm
+            // raised leave-one-source-out recall on the multilingual source (docs/screen.md).
+            let c = fnv(104, &[&[w.concept]]);
+            f(c);
+            f(c);
+            let mut pairs = 0;
+            for back in 1..=PAIR_SPAN.min(t) {
+                let p = self.words[t - back].concept;
+                if p != 0 && p != w.concept {
+                    let h = fnv(105, &[&[p, w.concept]]);
+                    f(h);
+                    f(h);
+                    pairs += 1;
+                    if pairs == 3 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Windows of `size` words every `stride` words (the last one aligned to the end), or the
+    /// whole prompt when it has at most `size` words. Calls `f(first, end)` (word indices).
+    pub fn windows(&self, size: usize, stride: usize, mut f: impl FnMut(usize, usize)) {
+        let n = self.words.len();
+        let size = size.max(1);
+        if n <= size {
+            f(0, n);
+            return;
+        }
+        let stride = stride.clamp(1, size);
+        let mut a = 0;
+        loop {
+            f(a, a + size);
+            if a + size >= n {
+                break;
+            }
+            a = (a + stride).min(n - size);
+        }
+    }
+
+    /// Sparse feature vector of words `a..b` (training): each feature ±1/sqrt(count).
+    pub fn window_features(&self, a: usize, b: usize, log2_buckets: u8) -> Vec<(u32, f32)> {
+        let mask = (1u64 << log2_buckets) - 1;
+        let mut out = Vec::new();
+        let mut push = |h: u64| {
+            let (i, s) = index_sign(h, mask);
+            out.push((i as u32, s));
+        };
+        for t in a..b {
+            self.anchored(t, &mut push);
+        }
+        self.signals.for_each(&mut push);
+        let scale = 1.0 / (out.len().max(1) as f32).sqrt();
+        for x in &mut out {
+            x.1 *= scale;
+        }
+        out
+    }
+
+    /// Highest window probability under f32 weights (training-time evaluation).
+    pub fn score(&self, model: &ModelWeights) -> WindowScore {
+        let mask = (1u64 << model.log2_buckets) - 1;
+        let w = |h: u64| {
+            let (i, s) = index_sign(h, mask);
+            f64::from(model.weights.get(i).copied().unwrap_or(0.0) * s)
+        };
+        self.best_window(model.window_words, model.window_stride, model.bias, 1.0, w)
+    }
+
+    /// Highest window probability under the screener's i16 weights.
+    pub fn score_quantized(&self, model: &Quantized) -> WindowScore {
+        let mask = (1u64 << model.log2_buckets) - 1;
+        let w = |h: u64| {
+            let (i, s) = index_sign(h, mask);
+            let q = f64::from(model.q.get(i).copied().unwrap_or(0));
+            if s > 0.0 { q } else { -q }
+        };
+        self.best_window(
+            model.window_words,
+            model.window_stride,
+            model.bias,
+            model.scale,
+            w,
+        )
+    }
+
+    fn best_window(
+        &self,
+        size: u16,
+        stride: u16,
+        bias: f32,
+        scale: f32,
+        mut weight: impl FnMut(u64) -> f64,
+    ) -> WindowScore {
+        let n = self.words.len();
+        // Prefix sums of the anchored features' weights and counts.
+        let mut dot = Vec::with_capacity(n + 1);
+        let mut cnt = Vec::with_capacity(n + 1);
+        dot.push(0.0f64);
+        cnt.push(0u32);
+        let (mut d, mut c) = (0.0f64, 0u32);
+        for t in 0..n {
+            self.anchored(t, &mut |h| {
+                d += weight(h);
+                c += 1;
+            });
+            dot.push(d);
+            cnt.push(c);
+        }
+        let (mut sd, mut sc) = (0.0f64, 0u32);
+        self.signals.for_each(|h| {
+            sd += weight(h);
+            sc += 1;
+        });
+        let mut best = (f64::NEG_INFINITY, 0usize, 0usize);
+        self.windows(usize::from(size), usize::from(stride), |a, b| {
+            let num = dot[b] - dot[a] + sd;
+            let den = f64::from(cnt[b] - cnt[a] + sc).max(1.0);
+            let z = num / den.sqrt();
+            if z > best.0 {
+                best = (z, a, b);
+            }
+        });
+        let (z, a, b) = best;
+        let z = if z.is_finite() { z } else { 0.0 };
+        let (offset, len) = self.span(a, b);
+        WindowScore {
+            score: sigmoid(bias + (z as f32) * scale),
+            offset,
+            len,
+        }
+    }
+
+    /// Byte range in the screened text covered by words `a..b`.
+    fn span(&self, a: usize, b: usize) -> (usize, usize) {
+        let (Some(first), Some(last)) = (
+            self.words.get(a),
+            b.checked_sub(1).and_then(|l| self.words.get(l)),
+        ) else {
+            return (0, 0);
+        };
+        let start = first.src_start as usize;
+        (start, (last.src_end as usize).saturating_sub(start))
+    }
 }
 
 fn index_sign(h: u64, mask: u64) -> (usize, f32) {
     // Signed hashing (the top bit) makes collisions cancel on average instead of adding up.
     ((h & mask) as usize, if h >> 63 == 0 { 1.0 } else { -1.0 })
-}
-
-/// Sparse feature vector for training; each value is ±1/sqrt(n) so long prompts are not
-/// scored higher just for being long.
-pub fn extract(view: &str, signals: Signals, log2_buckets: u8) -> Vec<(u32, f32)> {
-    let mask = (1u64 << log2_buckets) - 1;
-    let mut out = Vec::with_capacity(view.len() * 3 + 16);
-    for_each_feature(view, signals, |h| {
-        let (i, s) = index_sign(h, mask);
-        out.push((i as u32, s));
-    });
-    let scale = 1.0 / (out.len().max(1) as f32).sqrt();
-    for f in &mut out {
-        f.1 *= scale;
-    }
-    out
-}
-
-/// Model probability without materializing the feature vector (same value as
-/// `model.predict(&extract(..))`, up to float summation order).
-pub fn score(model: &ModelWeights, view: &str, signals: Signals) -> f32 {
-    let mask = (1u64 << model.log2_buckets) - 1;
-    let mut dot = 0.0f32;
-    let n = for_each_feature(view, signals, |h| {
-        let (i, s) = index_sign(h, mask);
-        dot += model.weights.get(i).copied().unwrap_or(0.0) * s;
-    });
-    sigmoid(model.bias + dot / (n.max(1) as f32).sqrt())
-}
-
-/// `score` over the i16 weights the screener keeps (same value up to float rounding).
-pub fn score_quantized(model: &Quantized, view: &str, signals: Signals) -> f32 {
-    let mask = (1u64 << model.log2_buckets) - 1;
-    let mut dot = 0i64;
-    let n = for_each_feature(view, signals, |h| {
-        let (i, s) = index_sign(h, mask);
-        let w = i64::from(model.q.get(i).copied().unwrap_or(0));
-        dot += if s > 0.0 { w } else { -w };
-    });
-    sigmoid(model.bias + dot as f32 * model.scale / (n.max(1) as f32).sqrt())
 }
 
 /// Counts words mixing ASCII letters with look-alike letters from other scripts ("pаypal"
@@ -140,7 +339,7 @@ pub fn mixed_script_words(text: &str) -> u32 {
             // U+1E00..1EFF is Latin (Vietnamese letters), not a look-alike script.
             } else if (c as u32) > 0x024f
                 && !(0x1e00..=0x1eff).contains(&(c as u32))
-                && normalize::folds_to_ascii(c)
+                && super::normalize::folds_to_ascii(c)
             {
                 foreign = true;
             }
@@ -182,22 +381,4 @@ pub fn leet_words(skel: &str) -> u32 {
                 })
         })
         .count() as u32
-}
-
-/// The model's input view and signals for a sanitized prompt (used by train and screen).
-pub fn model_input(s: &Sanitized) -> (String, Signals) {
-    let skel = normalize::skeleton_view(&s.text);
-    let leet = normalize::leet_view(&skel);
-    model_input_views(&skel, leet, s)
-}
-
-/// Same as `model_input` when the views are already computed.
-pub fn model_input_views(skel: &str, leet: String, s: &Sanitized) -> (String, Signals) {
-    let signals = Signals {
-        mixed_script_words: mixed_script_words(&s.text),
-        leet_words: leet_words(skel),
-        removed_invisible: s.removed.zero_width + s.removed.bidi + s.removed.tag > 0,
-        hidden_payload: !s.hidden.is_empty(),
-    };
-    (leet, signals)
 }

@@ -1,22 +1,28 @@
-//! Prompt-injection screen: normalized views + decoders + rules + a small learned model.
+//! Prompt-injection screen (DESIGN.md §3.6; design and measured quality in docs/screen.md):
+//! normalized views + decoders + attack-kind rules (regex and cross-lingual concept rules) + a
+//! small windowed linear model. `Screener::screen` takes a [`Sanitized`] prompt and returns a
+//! [`ScreenResult`]: verdict, score in [0, 1], rule ids and the model's best window. Training
+//! and evaluation are dev-only (`gatehouse-dev`, `devtools/src/screen/`).
 
+pub mod concepts;
 pub mod decode;
-pub mod eval;
 pub mod features;
 pub mod model;
 pub mod normalize;
 pub mod rules;
-pub mod train;
 
 use crate::text::cap;
 use serde::Serialize;
 
 use crate::sanitize::{Sanitized, sanitize};
+use concepts::Lexicon;
+use features::{Doc, Signals, WindowScore};
 use model::{ModelWeights, Quantized};
 use rules::CompiledRules;
 
-/// The committed model, produced by `screen-tool train` from the train split only.
-const MODEL_BYTES: &[u8] = include_bytes!("model.bin");
+/// The committed model, produced by `cargo xtask train-screen` (devtools) from the vendored
+/// corpora; a devtools test rebuilds it and compares byte for byte.
+pub const MODEL_BYTES: &[u8] = include_bytes!("model.bin");
 
 /// Nested encodings deeper than this are not unwrapped (base64 of hex of ... is still caught
 /// at the first levels, and each level costs a full screen).
@@ -44,29 +50,51 @@ pub enum Verdict {
     Block,
 }
 
+/// Where the learned layer found its strongest evidence: the highest-scoring window of words.
+/// Offsets are bytes of the screened (NFKC) text, or of the decoded payload when `layer` is
+/// `hidden` or `decoded`. It locates the evidence without copying the prompt's text.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Window {
+    pub layer: &'static str,
+    pub offset: usize,
+    pub len: usize,
+    pub score: f32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScreenResult {
     pub verdict: Verdict,
     pub score: f32,
     pub rules: Vec<&'static str>,
+    /// The learned layer's best window (absent when the prompt has no words).
+    pub window: Option<Window>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct ScreenConfig {
     pub flag_threshold: f32,
     pub block_threshold: f32,
+    /// The learned layer alone (no rule fired, or only weak ones) blocks only at or above this
+    /// probability; below it, a high model score flags. The model is the part least reliable
+    /// on text unlike its training data (the leave-one-source-out table in docs/screen.md).
+    pub model_block_threshold: f32,
+    /// A score at or above `block_threshold` blocks only if the rules that fired add up to at
+    /// least this (noisy-OR of their weights), or the model alone reached
+    /// `model_block_threshold`; otherwise it flags.
+    pub rule_block_min: f32,
     pub max_input_bytes: usize,
 }
 
 impl Default for ScreenConfig {
-    /// Chosen on the validation split (see HANDOFF.md, "Generalization pass"). Flag = the
-    /// FPR <= 1% point. Block sits higher (validation FPR 0.7%): between the two, a score
-    /// usually comes from the learned model alone, which is least reliable on prompts unlike
-    /// the corpus, so such prompts are flagged for review, not rejected.
+    /// Chosen on the leave-one-source-out table (docs/screen.md, "Thresholds"), never on the
+    /// in-corpus test split: the model-only block threshold is where held-out benign sources
+    /// (WildGuard, long documents) stay lowest without losing most held-out attacks.
     fn default() -> Self {
         Self {
-            flag_threshold: 0.72,
+            flag_threshold: 0.85,
             block_threshold: 0.85,
+            model_block_threshold: 0.99,
+            rule_block_min: 0.6,
             max_input_bytes: 32 * 1024,
         }
     }
@@ -76,13 +104,14 @@ pub struct Screener {
     config: ScreenConfig,
     rules: CompiledRules,
     model: Quantized,
+    lexicon: Lexicon,
 }
 
 /// Evidence collected while screening one prompt.
 #[derive(Default)]
 struct Evidence {
     hits: Vec<(&'static str, f32)>,
-    model: f32,
+    model: Option<Window>,
     /// Bytes of decoded payload still allowed, so nested decoding stays linear.
     budget: usize,
 }
@@ -105,6 +134,8 @@ impl Screener {
         let ok = |t: f32| (0.0..=1.0).contains(&t);
         if !ok(config.flag_threshold)
             || !ok(config.block_threshold)
+            || !ok(config.model_block_threshold)
+            || !ok(config.rule_block_min)
             || config.flag_threshold > config.block_threshold
         {
             return Err(ScreenError::Config(
@@ -118,6 +149,7 @@ impl Screener {
             config,
             rules: CompiledRules::new()?,
             model: Quantized::new(&model),
+            lexicon: Lexicon::new(),
         })
     }
 
@@ -161,12 +193,11 @@ impl Screener {
         if rm.control >= 3 {
             ev.hit("control_chars", 0.2);
         }
-        ev.model = self.layer(text, input, 0, &mut ev);
+        self.layer(text, input, 0, "text", &mut ev);
         if !input.hidden.is_empty() {
             let (hidden, _) = cap(&input.hidden, max);
             let inner = sanitize(hidden);
-            let p = self.layer(&inner.text, &inner, 1, &mut ev);
-            ev.model = ev.model.max(p);
+            self.layer(&inner.text, &inner, 1, "hidden", &mut ev);
         }
         if oversize {
             ev.hit("oversize", 0.0);
@@ -176,8 +207,13 @@ impl Screener {
 
     fn verdict(&self, ev: Evidence, oversize: bool) -> ScreenResult {
         let rule_score = 1.0 - ev.hits.iter().map(|&(_, w)| 1.0 - w).product::<f32>();
-        let score = (1.0 - (1.0 - rule_score) * (1.0 - ev.model)).clamp(0.0, 1.0);
-        let mut verdict = if score >= self.config.block_threshold {
+        let m = ev.model.map_or(0.0, |w| w.score);
+        let score = (1.0 - (1.0 - rule_score) * (1.0 - m)).clamp(0.0, 1.0);
+        // Block needs some rule evidence, or a model score at or above the model's own (higher)
+        // block threshold: the model alone is least reliable on text unlike its training data.
+        let evidence =
+            rule_score >= self.config.rule_block_min || m >= self.config.model_block_threshold;
+        let mut verdict = if score >= self.config.block_threshold && evidence {
             Verdict::Block
         } else if score >= self.config.flag_threshold {
             Verdict::Flag
@@ -198,22 +234,54 @@ impl Screener {
             verdict,
             score,
             rules,
+            window: ev.model,
         }
     }
 
-    /// Screens one layer (the prompt, or a payload decoded from it); returns the model's
-    /// probability for it and records rule hits.
-    fn layer(&self, text: &str, san: &Sanitized, depth: u32, ev: &mut Evidence) -> f32 {
-        let lower = normalize::lower(text);
-        let skel = normalize::skeleton_view(text);
+    /// The learned layer's best window for a screened text (training tools and tests use it).
+    pub fn model_score(&self, san: &Sanitized) -> WindowScore {
+        self.doc(&san.text, san).score_quantized(&self.model)
+    }
+
+    /// The model's view of one layer of text.
+    pub fn doc(&self, text: &str, san: &Sanitized) -> Doc {
+        let ascii = text.is_ascii();
+        let mut offsets = Vec::new();
+        let skel = normalize::skeleton_mapped(text, (!ascii).then_some(&mut offsets));
         let leet = normalize::leet_view(&skel);
+        let signals = signals(text, &skel, san);
+        Doc::new(
+            &leet,
+            (!ascii).then_some(&offsets[..]),
+            signals,
+            &self.lexicon,
+        )
+    }
+
+    /// Screens one layer (the prompt, or a payload decoded from it): records rule hits and the
+    /// model's best window in `ev`.
+    fn layer(
+        &self,
+        text: &str,
+        san: &Sanitized,
+        depth: u32,
+        name: &'static str,
+        ev: &mut Evidence,
+    ) {
+        let ascii = text.is_ascii();
+        let mut offsets = Vec::new();
+        let skel = normalize::skeleton_mapped(text, (!ascii).then_some(&mut offsets));
+        let leet = normalize::leet_view(&skel);
+        let lower = if ascii {
+            None
+        } else {
+            Some(normalize::lower(text))
+        };
         let r = &self.rules;
-        for i in r
-            .latin
-            .matches(&skel)
-            .iter()
-            .chain(r.leet.matches(&leet).iter())
-        {
+        // The leet view is the skeleton with `l`, digits and symbols inside words mapped to
+        // letters, and the leet patterns are the Latin ones mapped the same way: matching the
+        // leet view alone finds what the skeleton would, plus the leetspeak spellings.
+        for i in r.leet.matches(&leet) {
             if let Some(&(id, w)) = r.latin_ids.get(i) {
                 ev.hit(id, w);
             }
@@ -223,14 +291,16 @@ impl Screener {
                 ev.hit(id, w);
             }
         }
-        for i in r.multi.matches(&lower).iter() {
+        // Multilingual rules read the lowercase text (the skeleton folds other scripts); for
+        // ASCII text that is the skeleton itself.
+        for i in r.multi.matches(lower.as_deref().unwrap_or(&skel)).iter() {
             if let Some(&(id, w)) = r.multi_ids.get(i) {
                 ev.hit(id, w);
             }
         }
         let rot_hits: Vec<usize> = if normalize::maybe_rot13(&skel) {
             let rot = normalize::leet_view(&normalize::rot13(&skel));
-            r.leet.matches(&rot).iter().collect()
+            r.leet.matches(&rot)
         } else {
             Vec::new()
         };
@@ -244,7 +314,7 @@ impl Screener {
         }
         if normalize::maybe_reversed(&skel) {
             let rev = normalize::leet_view(&normalize::reversed(&skel));
-            let hits: Vec<usize> = r.leet.matches(&rev).iter().collect();
+            let hits: Vec<usize> = r.leet.matches(&rev);
             if !hits.is_empty() {
                 ev.hit("reversed_text", 0.3);
             }
@@ -254,9 +324,16 @@ impl Screener {
                 }
             }
         }
-        let joined = normalize::joined_letters(&leet);
+        // A decoded payload without word breaks (Morse or char codes typed without word
+        // separators, after whitespace collapse) is matched like spaced-out letters.
+        let unbroken = depth > 0 && leet.len() >= 12 && !leet.contains(char::is_whitespace);
+        let joined = if unbroken {
+            leet.clone()
+        } else {
+            normalize::joined_letters(&leet)
+        };
         if !joined.is_empty() {
-            let hits: Vec<usize> = r.squashed.matches(&joined).iter().collect();
+            let hits: Vec<usize> = r.squashed.matches(&joined);
             if !hits.is_empty() {
                 ev.hit("spaced_letters", 0.3);
             }
@@ -266,14 +343,31 @@ impl Screener {
                 }
             }
         }
-        let (view, signals) = features::model_input_views(&skel, leet, san);
+        let signals = signals(text, &skel, san);
         if signals.mixed_script_words >= 2 {
             ev.hit("confusable_mixed_script", 0.4);
         }
         if signals.leet_words >= 2 {
             ev.hit("leetspeak", 0.25);
         }
-        let mut p = features::score_quantized(&self.model, &view, signals);
+        let doc = Doc::new(
+            &leet,
+            (!ascii).then_some(&offsets[..]),
+            signals,
+            &self.lexicon,
+        );
+        concepts::match_rules(&doc.concepts(), |id, w| ev.hit(id, w));
+        if doc.word_count() > 0 {
+            let w = doc.score_quantized(&self.model);
+            if ev.model.is_none_or(|m| w.score > m.score) {
+                ev.model = Some(Window {
+                    layer: name,
+                    offset: w.offset,
+                    len: w.len,
+                    score: w.score,
+                });
+            }
+        }
         if depth < MAX_DECODE_DEPTH {
             for (enc, payload) in decode::payloads(text) {
                 if payload.len() > ev.budget {
@@ -285,15 +379,39 @@ impl Screener {
                 ev.budget -= payload.len();
                 let inner = sanitize(&payload);
                 let mark = ev.hits.len();
-                let q = self.layer(&inner.text, &inner, depth + 1, ev);
+                if inner.removed.tag > 0 {
+                    ev.hit("unicode_tags", 0.6);
+                }
+                if inner.removed.variation_selector >= 3 {
+                    ev.hit("variation_selector_smuggling", 0.5);
+                }
+                let before = ev.model.map_or(0.0, |m| m.score);
+                self.layer(&inner.text, &inner, depth + 1, "decoded", ev);
+                // Tag characters or other invisible text hidden inside the payload are screened
+                // as well: their decoded text is one more layer.
+                if !inner.hidden.is_empty() {
+                    let (hidden, _) = cap(&inner.hidden, ev.budget);
+                    let deeper = sanitize(hidden);
+                    ev.budget = ev.budget.saturating_sub(hidden.len());
+                    self.layer(&deeper.text, &deeper, MAX_DECODE_DEPTH, "decoded", ev);
+                }
+                let after = ev.model.map_or(0.0, |m| m.score);
                 // Name the encoding only when what it hid looks like an attack.
-                if ev.hits.len() > mark || q >= self.config.flag_threshold {
+                if ev.hits.len() > mark || (after > before && after >= self.config.flag_threshold) {
                     ev.hit(enc.rule_id(), 0.3);
                 }
-                p = p.max(q);
             }
         }
-        p
+    }
+}
+
+/// Obfuscation signals of one layer, for rules and the model.
+fn signals(text: &str, skel: &str, san: &Sanitized) -> Signals {
+    Signals {
+        mixed_script_words: features::mixed_script_words(text),
+        leet_words: features::leet_words(skel),
+        removed_invisible: san.removed.zero_width + san.removed.bidi + san.removed.tag > 0,
+        hidden_payload: !san.hidden.is_empty(),
     }
 }
 

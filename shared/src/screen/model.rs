@@ -1,16 +1,28 @@
-//! The learned layer: logistic regression over hashed character and word n-grams of the
-//! leet view. Hashing keeps the model a fixed size and needs no vocabulary file.
+//! The learned layer: logistic regression over hashed character and word n-grams and
+//! cross-lingual concepts of the leet view, scored per window of words (see `features`).
+//! Hashing keeps the model a fixed size and needs no vocabulary file.
 
 use super::ScreenError;
 
-/// 2^17 buckets: enough for a few thousand prompts, 256 KiB as i16.
+/// 2^17 buckets: the word and concept features of ~25,000 training prompts fit with few
+/// collisions (2^15..2^17 measured alike on the leave-one-source-out table), 256 KiB as i16.
 pub const LOG2_BUCKETS: u8 = 17;
 const MAGIC: &[u8; 4] = b"GHSM";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Header: magic (4), version, log2 buckets, window words (u16), window stride (u16), bias
+/// (f32), scale (f32).
+const HEADER: usize = 18;
+/// Default window: long enough for a whole ordinary attack sentence or two, short enough that
+/// a page of harmless text around it cannot outvote it.
+pub const WINDOW_WORDS: u16 = 48;
+pub const WINDOW_STRIDE: u16 = 8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelWeights {
     pub log2_buckets: u8,
+    /// Words per scored window, and the step between windows.
+    pub window_words: u16,
+    pub window_stride: u16,
     pub bias: f32,
     pub weights: Vec<f32>,
 }
@@ -19,6 +31,8 @@ impl ModelWeights {
     pub fn zeros(log2_buckets: u8) -> Self {
         Self {
             log2_buckets,
+            window_words: WINDOW_WORDS,
+            window_stride: WINDOW_STRIDE,
             bias: 0.0,
             weights: vec![0.0; 1usize << log2_buckets],
         }
@@ -41,6 +55,8 @@ impl ModelWeights {
 #[derive(Debug, Clone)]
 pub struct Quantized {
     pub log2_buckets: u8,
+    pub window_words: u16,
+    pub window_stride: u16,
     pub bias: f32,
     pub scale: f32,
     pub q: Vec<i16>,
@@ -52,6 +68,8 @@ impl Quantized {
         let scale = scale_of(w);
         Self {
             log2_buckets: w.log2_buckets,
+            window_words: w.window_words,
+            window_stride: w.window_stride,
             bias: w.bias,
             scale,
             q: w.weights.iter().map(|&x| quantize(x, scale)).collect(),
@@ -77,14 +95,16 @@ pub fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Compact format: magic, version, log2 buckets, bias (f32), scale (f32), then one i16 per
-/// bucket (little endian). i16 quantization loses nothing measurable and halves the size.
+/// Compact format: the header (see `HEADER`), then one i16 per bucket (little endian). i16
+/// quantization loses nothing measurable and halves the size.
 pub fn encode(w: &ModelWeights) -> Vec<u8> {
     let scale = scale_of(w);
-    let mut out = Vec::with_capacity(14 + w.weights.len() * 2);
+    let mut out = Vec::with_capacity(HEADER + w.weights.len() * 2);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(w.log2_buckets);
+    out.extend_from_slice(&w.window_words.to_le_bytes());
+    out.extend_from_slice(&w.window_stride.to_le_bytes());
     out.extend_from_slice(&w.bias.to_le_bytes());
     out.extend_from_slice(&scale.to_le_bytes());
     for x in &w.weights {
@@ -95,7 +115,7 @@ pub fn encode(w: &ModelWeights) -> Vec<u8> {
 
 pub fn decode(bytes: &[u8]) -> Result<ModelWeights, ScreenError> {
     let bad = |why: &str| ScreenError::Model(why.to_owned());
-    let header = bytes.get(..14).ok_or_else(|| bad("truncated header"))?;
+    let header = bytes.get(..HEADER).ok_or_else(|| bad("truncated header"))?;
     if &header[..4] != MAGIC {
         return Err(bad("bad magic"));
     }
@@ -106,6 +126,11 @@ pub fn decode(bytes: &[u8]) -> Result<ModelWeights, ScreenError> {
     if !(8..=24).contains(&log2) {
         return Err(bad("bucket count out of range"));
     }
+    let window_words = u16::from_le_bytes([header[6], header[7]]);
+    let window_stride = u16::from_le_bytes([header[8], header[9]]);
+    if window_words == 0 || window_stride == 0 || window_stride > window_words {
+        return Err(bad("window size out of range"));
+    }
     let f32_at = |i: usize| -> Result<f32, ScreenError> {
         let b: [u8; 4] = header
             .get(i..i + 4)
@@ -113,10 +138,10 @@ pub fn decode(bytes: &[u8]) -> Result<ModelWeights, ScreenError> {
             .ok_or_else(|| bad("truncated header"))?;
         Ok(f32::from_le_bytes(b))
     };
-    let bias = f32_at(6)?;
-    let scale = f32_at(10)?;
+    let bias = f32_at(10)?;
+    let scale = f32_at(14)?;
     let n = 1usize << log2;
-    let body = &bytes[14..];
+    let body = &bytes[HEADER..];
     if body.len() != n * 2 {
         return Err(bad("weight count does not match header"));
     }
@@ -126,6 +151,8 @@ pub fn decode(bytes: &[u8]) -> Result<ModelWeights, ScreenError> {
         .collect();
     Ok(ModelWeights {
         log2_buckets: log2,
+        window_words,
+        window_stride,
         bias,
         weights,
     })

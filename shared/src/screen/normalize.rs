@@ -60,21 +60,36 @@ pub fn folds_to_ascii(c: char) -> bool {
 /// Casefolded Latin skeleton: lowercase, zalgo/diacritics stripped, look-alike letters from
 /// other scripts (Cyrillic "а", Greek "ο", math letters) folded to ASCII.
 pub fn skeleton_view(text: &str) -> String {
+    skeleton_mapped(text, None)
+}
+
+/// `skeleton_view`, also recording for each output character the byte offset of the input
+/// character it came from (plus a final entry for the input's length), so a window of the
+/// model's view can be reported in the screened text's coordinates.
+pub fn skeleton_mapped(text: &str, mut offsets: Option<&mut Vec<u32>>) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for (at, c) in text.char_indices() {
+        let before = out.len();
         if c.is_ascii() {
             out.push(c.to_ascii_lowercase());
-            continue;
+        } else {
+            // Canonical decomposition per char is enough: marks are dropped, so their order
+            // (which full NFD would fix) does not matter.
+            unicode_normalization::char::decompose_canonical(c, |d| {
+                if d.is_ascii() {
+                    out.push(d.to_ascii_lowercase());
+                } else if !is_combining_mark(d) {
+                    fold_char(d, &mut out);
+                }
+            });
         }
-        // Canonical decomposition per char is enough: marks are dropped, so their order
-        // (which full NFD would fix) does not matter.
-        unicode_normalization::char::decompose_canonical(c, |d| {
-            if d.is_ascii() {
-                out.push(d.to_ascii_lowercase());
-            } else if !is_combining_mark(d) {
-                fold_char(d, &mut out);
-            }
-        });
+        if let Some(o) = offsets.as_deref_mut() {
+            let added = out.get(before..).map_or(0, |s| s.chars().count());
+            o.extend(std::iter::repeat_n(at as u32, added));
+        }
+    }
+    if let Some(o) = offsets {
+        o.push(text.len() as u32);
     }
     out
 }

@@ -83,7 +83,9 @@ pub fn table() -> Vec<(Rule, String)> {
             "instruction_override",
             0.8,
             Scope::Latin,
-            r"\b(?:ignore|disregard|forget) (?:all|everything) (?:above|before|prior|previous|said|you (?:were|have been) told)\b",
+            // "ignore all previous" alone is an attack only when nothing ordinary follows it
+            // ("ignore all previous emails in this thread" is not).
+            r"\b(?:ignore|disregard|forget) (?:all|everything) (?:above|before|prior|previous|said|you (?:were|have been) told)(?: (?:and|then|now|instead|from now)\b|\s*[.!;:,]|\s*$)",
         ),
         r(
             "new_instructions",
@@ -171,6 +173,109 @@ pub fn table() -> Vec<(Rule, String)> {
             0.5,
             Scope::Latin,
             r"\b(?:hypothetical|fictional|imaginary|alternate) (?:world|scenario|universe|story|ai|model)\b.{0,80}\b(?:no|without) (?:rules|restrictions|limits|laws|ethics|filters|guidelines)\b",
+        ),
+        // Jailbreak set-ups: dual answers, a persona without rules, "never break character".
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:two|2|both) (?:different |separate |distinct )?(?:ways|responses|answers|replies|paragraphs|personas)\b[^.!?\n]*\b(?:normal|classic|filtered|standard|jailbr\w*|unfiltered|dan|developer mode|opposite|evil|unrestricted)\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:has|have|with|without) (?:no|any) (?:ethical|moral|ethics|morals|content) (?:or (?:moral|ethical) )?(?:guidelines|boundaries|restrictions|limits|filters|principles|constraints|compass|code|policies)\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:does not|doesn t|doesnt|do not|don t|will not|won t|never|not) (?:have to |need to )?(?:care about|follow|abide by|adhere to|obey|comply with|respect) (?:any |the |its |their )?(?:openai|anthropic|ethical|moral|content|safety)?(?: s)? ?(?:rules|guidelines|policies|policy|ethics|morals|laws|restrictions|filters)\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:never|not|don t|do not|dont) (?:ever )?(?:break|leave|drop|exit) (?:out of )?character\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:unfiltered|uncensored|amoral|unrestricted|unethical|immoral|unbiased and unfiltered) (?:ai|chatbot|assistant|model|language model|response|responses|character|version|persona|entity)\b",
+        ),
+        r(
+            "role_hijack",
+            0.8,
+            Scope::Latin,
+            r"\b(?:can|will|could|must|should) (?:do|say|generate|write|answer|produce) anything\b[^.!?\n]*\b(?:even|regardless|no matter|without|not)\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:openai|anthropic|content|chatgpt) ?s? (?:content )?(?:polic(?:y|ies)|guidelines|rules|restrictions|filters)\b[^.!?\n]*\b(?:do not apply|don t apply|no longer|ignore|bypass|does not|free|not bound|never)\b|\b(?:ignore|bypass|free from|break free of|break) (?:all )?(?:of )?(?:openai|anthropic|chatgpt) ?s? (?:content )?(?:polic(?:y|ies)|guidelines|rules|restrictions)\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Syntax,
+            r"\[?(?:🔓|🔒) ?(?:jailbreak|classic|developer mode|unlocked)|\((?:🔓|🔒)|\[(?:jailbreak|dan|classic|gpt|chatgpt|developer mode output|normal output)\]:?",
+        ),
+        // Instruction override in other words: "forget the tasks so far", "the previous
+        // information is no longer relevant", "concentrate on this new one".
+        r(
+            "instruction_override",
+            0.85,
+            Scope::Latin,
+            r"\b(?:forget|ignore|disregard|drop|scrap|set aside) (?:about )?(?:all |any |every |the |your |my |of )*(?:tasks?|assignments?|information|info|context|everything|text|conversation|discussion|messages|input|data) (?:so far|until now|up to now|before|above|you (?:were|have been) given|given (?:so far|before|above))\b",
+        ),
+        r(
+            "instruction_override",
+            0.85,
+            Scope::Latin,
+            r"\b(?:previous|prior|earlier|above|preceding|old|former) (?:information|instructions?|tasks?|context|rules|prompt|assignments?|guidelines|directions)\b[^.!?\n]*\b(?:is|are) (?:no longer|not) (?:relevant|valid|applicable|important|in effect|in force|needed|active)\b",
+        ),
+        r(
+            "new_instructions",
+            0.75,
+            Scope::Latin,
+            r"\b(?:start|begin) (?:over|again|afresh|from scratch) (?:with|on) (?:a |something )?(?:new|different|fresh)\b|\b(?:concentrate|focus) (?:only )?on (?:this|the|my) (?:new|next|following) (?:one|task|instruction|assignment)\b",
+        ),
+        r(
+            "new_instructions",
+            0.75,
+            Scope::Latin,
+            r"\b(?:new|next|following|real|actual|additional) (?:tasks?|instructions?|assignments?|orders) (?:follows?|below|are as follows|is as follows)\b|\bhere (?:is|are) (?:your|the|my) new (?:task|instructions?|assignment|orders)\b",
+        ),
+        // Few-shot Q&A padding that ends by asking for a secret or the prompt.
+        r(
+            "qa_padding_switch",
+            0.85,
+            Scope::Latin,
+            r"(?:\bq: [^\n]*\ba: [^\n]*){2,}\bq: [^\n]*\b(?:password|secret|system prompt|your prompt|your instructions|api key|credentials|initial prompt|hidden)\b",
+        ),
+        // Payload assembly: pieces in variables, then "concatenate / a + b and do it".
+        r(
+            "payload_assembly",
+            0.85,
+            Scope::Syntax,
+            r#"(?s)\b[a-z]\w{0,10} ?= ?["'][^"'\n]{1,80}["'][^.!?\n]*\b[a-z]\w{0,10} ?= ?["'][^"'\n]{1,80}["'][^.!?\n]*(?:\b[a-z]\w{0,10} ?\+ ?[a-z]\w{0,10}\b|\bconcat\w*\b|\bcombine\b|\bjoin\b)[^.!?\n]*\b(?:do|execute|follow|run|obey|answer|perform|apply|act on|comply)\b"#,
+        ),
+        // Claimed authority asking for a secret.
+        r(
+            "secret_extraction",
+            0.85,
+            Scope::Latin,
+            r"\b(?:i am|i m|im|this is) (?:your|the|an?) (?:developer|creator|admin|administrator|owner|operator|system administrator|sysadmin|security (?:team|auditor|officer)|programmer|ceo|supervisor|maker)\b[^.!?\n]*\b(?:password|secret|passphrase|api key|credentials|access code|token|system prompt|instructions)\b",
+        ),
+        // A secret or the prompt asked for in a transformed form (reversed, spelled, encoded).
+        r(
+            "transformed_extraction",
+            0.85,
+            Scope::Latin,
+            r"\b(?:the|your) (?:password|secret|passphrase|system prompt|prompt|instructions|hidden (?:word|text|key)|api key)\b[^.!?\n]*\b(?:in reverse|reversed|backwards?|in base64|as base64|spelled out|letter by letter|one letter (?:at a time|per line)|with spaces between|as an acrostic|in morse|in rot13|in pig latin)\b|\b(?:reverse|spell out|spell|rhyme) (?:the |your )(?:password|secret|passphrase|system prompt|instructions)\b",
         ),
         // --- system prompt extraction ---
         r(
@@ -367,7 +472,8 @@ pub fn table() -> Vec<(Rule, String)> {
             "injection_marker",
             0.6,
             Scope::Latin,
-            r"\b(?:prompt injection|injected instruction|ignore the user|the user is lying|this is a test of your (?:restrictions|limits))\b",
+            // Not "prompt injection" itself: security teams ask about it by name.
+            r"\b(?:injected instruction|ignore the user|the user is lying|this is a test of your (?:restrictions|limits))\b",
         ),
         r(
             "injection_marker",
@@ -483,11 +589,44 @@ fn dialect(p: &str, sep: &str, boundary: &str) -> String {
     p.replace(' ', sep).replace(r"\b", boundary)
 }
 
+/// Patterns per `RegexSet`. One set over all Latin rules outgrows the lazy DFA's cache and
+/// thrashes (measured: 4 ms for 1 KiB instead of 10 µs); sets of this size stay warm.
+const CHUNK: usize = 24;
+
+/// Several `RegexSet`s that act as one: `matches` yields indices into the whole rule list.
+pub struct SetGroup {
+    sets: Vec<RegexSet>,
+}
+
+impl SetGroup {
+    fn new(patterns: &[String]) -> Result<Self, ScreenError> {
+        let sets = patterns
+            .chunks(CHUNK)
+            .map(|c| {
+                regex::RegexSetBuilder::new(c)
+                    .size_limit(64 << 20)
+                    .dfa_size_limit(16 << 20)
+                    .build()
+                    .map_err(|e| ScreenError::Rules(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { sets })
+    }
+
+    /// Indices (into the pattern list) of the patterns that match `text`.
+    pub fn matches(&self, text: &str) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (k, set) in self.sets.iter().enumerate() {
+            out.extend(set.matches(text).iter().map(|i| k * CHUNK + i));
+        }
+        out
+    }
+}
+
 /// Compiled rule sets, one per view family. Index i of each set maps to `ids[i]`.
 pub struct CompiledRules {
-    pub latin: RegexSet,
-    pub leet: RegexSet,
-    pub squashed: RegexSet,
+    pub leet: SetGroup,
+    pub squashed: SetGroup,
     pub latin_ids: Vec<(&'static str, f32)>,
     pub syntax: RegexSet,
     pub syntax_ids: Vec<(&'static str, f32)>,
@@ -512,9 +651,6 @@ impl CompiledRules {
                 .map_err(|e| ScreenError::Rules(e.to_string()))
         };
         let b = r"(?-u:\b)";
-        let latin: Vec<String> = pick(Scope::Latin)
-            .map(|(_, p)| dialect(p, SEP, b))
-            .collect();
         let leet: Vec<String> = pick(Scope::Latin)
             .map(|(_, p)| leet_pattern(&dialect(p, SEP, b)))
             .collect();
@@ -527,9 +663,8 @@ impl CompiledRules {
             .collect();
         let multi: Vec<String> = pick(Scope::Multi).map(|(_, p)| p.to_owned()).collect();
         Ok(Self {
-            latin: set(latin)?,
-            leet: set(leet)?,
-            squashed: set(squashed)?,
+            leet: SetGroup::new(&leet)?,
+            squashed: SetGroup::new(&squashed)?,
             latin_ids: ids(Scope::Latin),
             syntax: set(syntax)?,
             syntax_ids: ids(Scope::Syntax),
