@@ -47,6 +47,13 @@ impl ModelBackend for GatedModel {
     }
 }
 
+const ISS: &str = "https://issuer.test/";
+
+/// The counter and budget key of `sub` (issuer + tenant + sub, as predict keys it).
+fn pkey(sub: &str, tenant: Option<&str>) -> String {
+    gatehouse::principal::principal_key(ISS, tenant, sub)
+}
+
 async fn ask(
     p: &Predictor,
     rid: &str,
@@ -57,7 +64,9 @@ async fn ask(
     p.handle(Inbound {
         request_id: rid,
         principal: Some(gatehouse::principal::Principal {
+            issuer: ISS.to_owned(),
             sub: sub.to_owned(),
+            exp: u64::MAX,
             roles: vec!["ai_operator".into()],
             tenant: tenant.map(str::to_owned),
             token_id: format!("jti-{rid}"),
@@ -172,7 +181,7 @@ async fn budget_run(sdk: &SdkConfig) -> Result<()> {
     let p =
         Arc::new(gatehouse_tests::ddb::predictor_with_model(sdk, policy, Box::new(model)).await?);
     let sub = unique("budget");
-    let key = principal_tokens_key(&sub, &month_id);
+    let key = principal_tokens_key(&pkey(&sub, None), &month_id);
     let s2 = sub.clone();
     let (admitted, answers) =
         held_run(p.clone(), &entered, &release, move |_| (s2.clone(), None)).await?;
@@ -230,7 +239,7 @@ async fn budget_run(sdk: &SdkConfig) -> Result<()> {
     ensure!(admitted == 5, "admitted {admitted}");
     let mut reported = 0;
     for (i, r) in answers.iter().enumerate() {
-        let k = principal_tokens_key(&format!("{base}-{i}"), &month_id);
+        let k = principal_tokens_key(&pkey(&format!("{base}-{i}"), Some("acme")), &month_id);
         let spent = number(sdk, &k, &day).await?.unwrap_or(0);
         if r.status() == 200 {
             let u = used(r)?;
@@ -267,7 +276,7 @@ async fn budget_run(sdk: &SdkConfig) -> Result<()> {
     let sub = unique("fail");
     let r = ask(&p, "fail-1", &sub, None, BODY).await;
     ensure!(r.status() == 502, "{}", r.body());
-    let k = principal_tokens_key(&sub, &month_id);
+    let k = principal_tokens_key(&pkey(&sub, None), &month_id);
     ensure!(number(sdk, &k, &day).await? == Some(0));
     let records = scan_all(&aws_sdk_dynamodb::Client::new(sdk), AUDIT_TABLE).await?;
     let rec = records
@@ -319,7 +328,7 @@ async fn suspension_run(sdk: &SdkConfig) -> Result<()> {
         .collect();
     ensure!(started.len() == 1, "{} started records", started.len());
     ensure!(started[0].get("request_id") == Some(&Field::S(format!("atk-{}", k - 1))));
-    let lifted = p.budgets.lift(&sub, SystemTime::now()).await?;
+    let lifted = p.budgets.lift(&pkey(&sub, None), SystemTime::now()).await?;
     ensure!(lifted.is_some());
     let r = ask(&p, "again", &sub, None, r#"{"prompt":"hello"}"#).await;
     ensure!(r.status() == 200, "{}", r.body());

@@ -59,7 +59,7 @@ async fn bad_signature_is_403() {
         kid: real.kid.clone(),
         ..DevKey::generate("x").unwrap()
     };
-    let (issuer, audience) = gatehouse_dev::template::token_claims_from_template().unwrap();
+    let (issuer, audience) = gatehouse_dev::oidc::dev_token_claims().unwrap();
     let spec = TokenSpec::new("mallory", &["ai_operator"], None, 300, issuer, audience);
     let forged = gatehouse_dev::devkeys::mint(&forger, &spec).unwrap();
     let (status, _, body) = post(Some(&forged), "/v1/predict", r#"{"prompt":"hi"}"#).await;
@@ -90,4 +90,90 @@ async fn invalid_body_is_a_problem_json_400_from_predict() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], 400);
     assert!(v["detail"].as_str().unwrap().contains("admin"), "{body}");
+}
+
+/// A token signed by a key the JWKS does not hold, under the dev key's kid (fresh each call, so
+/// no gateway-cache hit: every one reaches the authorizer and fails verification).
+fn forged(sub: &str) -> String {
+    let real = gatehouse_dev::devkeys::ensure_dev_key().unwrap();
+    let forger = DevKey {
+        kid: real.kid.clone(),
+        ..DevKey::generate("x").unwrap()
+    };
+    let (issuer, audience) = gatehouse_dev::oidc::dev_token_claims().unwrap();
+    let spec = TokenSpec::new(sub, &["ai_operator"], None, 300, issuer, audience);
+    gatehouse_dev::devkeys::mint(&forger, &spec).unwrap()
+}
+
+#[tokio::test]
+async fn failed_verifications_from_an_address_never_lock_out_a_valid_client_behind_it() {
+    // Client A and client B share one address (127.0.0.1), as behind a carrier NAT. A fails
+    // verification past the per-IP limit (the template default, 20 per 5 minutes) ...
+    let left = gatehouse_tests::ddb::secs_left_in_window(300);
+    if left < 40 {
+        tokio::time::sleep(std::time::Duration::from_secs(left + 1)).await;
+    }
+    let started = std::time::SystemTime::now();
+    let url = format!("{}/v1/predict", stack_var("GATEHOUSE_GATEWAY_URL"));
+    let (a, b) = (reqwest::Client::new(), reqwest::Client::new());
+    let send = |client: &reqwest::Client, token: String| {
+        client
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(r#"{"prompt":"hi"}"#)
+            .send()
+    };
+    for i in 0..25 {
+        let r = send(&a, forged(&format!("stuffer-{i}"))).await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    // ... and B's valid token is still allowed, from the same address.
+    let good = dev_token("e2e-behind-nat", &["ai_operator"], None, 300);
+    let r = send(&b, good).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The block was in force around B's request: A's next failure is marked with it.
+    let r = send(&a, forged("stuffer-last")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let rid = r.headers()["apigw-requestid"].to_str().unwrap().to_owned();
+    let sdk = gatehouse_dev::emulator::sdk_config(&stack_var("GATEHOUSE_EMULATOR_URL")).await;
+    let denied = gatehouse_dev::audit::query(
+        &sdk,
+        "AuditTable",
+        &gatehouse_dev::audit::Filter::Decision("denied".into()),
+        started - std::time::Duration::from_secs(5),
+        std::time::SystemTime::now() + std::time::Duration::from_secs(5),
+        4,
+    )
+    .await
+    .unwrap();
+    let field = |r: &gatehouse::audit::Fields, k: &str| match r.get(k) {
+        Some(gatehouse::audit::Field::S(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let last = denied
+        .iter()
+        .find(|r| field(r, "request_id") == rid)
+        .expect("the denial is audited");
+    assert_eq!(field(last, "reason"), "bad_signature");
+    assert!(
+        field(last, "detail").contains("over its failed-verification limit"),
+        "{last:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cached_allow_does_not_outlive_the_token() {
+    // The gateway caches the allow for the template's TTL (300 s); the token expires in 3 s.
+    let token = dev_token("e2e-short-lived", &["ai_operator"], None, 3);
+    let (status, _, body) = post(Some(&token), "/v1/predict", r#"{"prompt":"hi"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    // Past exp and the test stack's 1 s leeway: the cached allow still reaches predict, which
+    // refuses it (a new authorizer call would have been a 403 from the gateway instead).
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let (status, headers, body) = post(Some(&token), "/v1/predict", r#"{"prompt":"hi"}"#).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["title"], "Token expired");
 }

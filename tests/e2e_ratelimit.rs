@@ -7,7 +7,7 @@ use anyhow::{Context, Result, ensure};
 use gatehouse::audit::Field;
 use gatehouse_dev::audit::{Filter, query, verify_table};
 use gatehouse_dev::devkeys::{self, TokenSpec};
-use gatehouse_dev::template::token_claims_from_template;
+use gatehouse_dev::oidc::dev_token_claims;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
@@ -22,15 +22,17 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
         var("GATEHOUSE_EMULATOR_URL")?,
     );
     let key = devkeys::ensure_dev_key()?;
-    let (issuer, audience) = token_claims_from_template()?;
+    let (issuer, audience) = dev_token_claims()?;
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)?
         .as_nanos();
     let sub = format!("e2e-rl-{nanos:x}");
     let token = devkeys::mint(
         &key,
-        &TokenSpec::new(&sub, &["ai_operator"], None, 600, issuer, audience),
+        &TokenSpec::new(&sub, &["ai_operator"], None, 600, issuer.clone(), audience),
     )?;
+    // Counters and the audit index are keyed on issuer + tenant + sub.
+    let principal = gatehouse::principal::principal_key(&issuer, None, &sub);
     // 70 requests must fall in one fixed minute: start a fresh one if this one is ending.
     let left = gatehouse_tests::ddb::secs_left_in_window(60);
     if left < 45 {
@@ -90,7 +92,7 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
     let records = query(
         &sdk,
         "AuditTable",
-        &Filter::Principal(sub.clone()),
+        &Filter::Principal(principal.clone()),
         started - Duration::from_secs(5),
         SystemTime::now() + Duration::from_secs(5),
         4,
@@ -116,7 +118,7 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
     .await?;
     let mine = by_decision
         .iter()
-        .filter(|r| r.get("principal") == Some(&Field::S(sub.clone())))
+        .filter(|r| r.get("principal") == Some(&Field::S(principal.clone())))
         .count();
     ensure!(mine == 10, "by-decision query found {mine} of 10");
     let report = verify_table(&sdk, "AuditTable", "AuditHmacSecret").await?;

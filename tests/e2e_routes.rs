@@ -225,7 +225,8 @@ async fn a_suspension_overrides_a_cached_allow_and_an_operator_lifts_it() -> Res
         "POST",
         "/v1/suspensions/lift",
         &admin,
-        Some(json!({"principal": sub})),
+        // Lifted by the principal key (issuer hash#tenant#sub), as /v1/usage and the audit name it.
+        Some(json!({"principal": usage["principal"]})),
     )
     .await?;
     ensure!(

@@ -78,7 +78,9 @@ async fn concurrent_run(sdk: &SdkConfig) -> Result<()> {
     }
 
     // The stored count is exactly the limit: denials never incremented it.
-    let key = format!("user#60#{window_start}#{sub}");
+    // Counters are keyed on the principal key (issuer hash, tenant, sub), as the audit index is.
+    let principal = gatehouse::principal::principal_key("https://issuer.test/", None, &sub);
+    let key = format!("user#60#{window_start}#{principal}");
     let item = aws_sdk_dynamodb::Client::new(sdk)
         .get_item()
         .table_name(RATE_TABLE)
@@ -177,10 +179,8 @@ async fn gate(sdk: &SdkConfig, key: &DevKey, limit: u32) -> Result<Gate<StaticJw
         keys: KeyCache::load(StaticJwks(devkeys::public_jwks(key)), cache, clock.clone()).await?,
         policy: PolicyStore::embedded()?,
         token_policy: TokenPolicy {
-            issuer: ISS.into(),
-            audience: AUD.into(),
             leeway: Duration::from_secs(5),
-            max_lifetime: Duration::from_secs(3600),
+            ..TokenPolicy::new(ISS, AUD)
         },
         failures: FailureGuard::new(
             RateLimiter::new(Box::new(DynamoCounter::new(
@@ -198,15 +198,16 @@ async fn gate(sdk: &SdkConfig, key: &DevKey, limit: u32) -> Result<Gate<StaticJw
     })
 }
 
-fn bearer(key: &DevKey) -> Result<String> {
+fn bearer(key: &DevKey, roles: &[&str]) -> Result<String> {
     let t = devkeys::mint(
         key,
-        &TokenSpec::new("alice", &["ai_operator"], None, 300, ISS.into(), AUD.into()),
+        &TokenSpec::new("alice", roles, None, 300, ISS.into(), AUD.into()),
     )?;
     Ok(format!("Bearer {t}"))
 }
 
-async fn ask(g: &Gate<StaticJwks>, auth: &str, ip: &str, rid: &str) -> (bool, &'static str) {
+/// (allowed, reason, ip_blocked) of one decision.
+async fn ask(g: &Gate<StaticJwks>, auth: &str, ip: &str, rid: &str) -> (bool, &'static str, bool) {
     let d = g
         .decide(&AuthRequest {
             authorization: Some(auth),
@@ -216,11 +217,11 @@ async fn ask(g: &Gate<StaticJwks>, auth: &str, ip: &str, rid: &str) -> (bool, &'
             user_agent: Some("stuffer"),
         })
         .await;
-    (d.allowed, d.reason)
+    (d.allowed, d.reason, d.ip_blocked)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authorizer_refuses_an_ip_after_n_denied_tokens() -> Result<()> {
+async fn failed_verifications_are_counted_per_ip_and_valid_tokens_never_refused() -> Result<()> {
     let (mut emu, sdk) = emulator(port(4793)).await?;
     let result = guard_run(&sdk).await;
     emu.stop().await;
@@ -228,38 +229,101 @@ async fn authorizer_refuses_an_ip_after_n_denied_tokens() -> Result<()> {
 }
 
 async fn guard_run(sdk: &SdkConfig) -> Result<()> {
+    // The run must sit in one 600 s failure window: start in a fresh one if this one is ending.
+    let left = gatehouse_tests::ddb::secs_left_in_window(600);
+    if left < 30 {
+        tokio::time::sleep(Duration::from_secs(left + 1)).await;
+    }
     let key = DevKey::generate("kid-1")?;
     let forger = DevKey::generate("kid-1")?;
-    let (good, bad) = (bearer(&key)?, bearer(&forger)?);
+    let (good, bad) = (
+        bearer(&key, &["ai_operator"])?,
+        bearer(&forger, &["ai_operator"])?,
+    );
+    let auditor = bearer(&key, &["auditor"])?;
     let g = gate(sdk, &key, 3).await?;
     let ip = "203.0.113.7";
-    ensure!(ask(&g, &good, ip, "a0").await == (true, "allowed"));
+    ensure!(ask(&g, &good, ip, "a0").await == (true, "allowed", false));
+    // A verified token on a route its roles do not open is not a failed verification.
+    ensure!(ask(&g, &auditor, ip, "a1").await == (false, "forbidden_route", false));
     for i in 1..=3 {
-        let (ok, reason) = ask(&g, &bad, ip, &format!("b{i}")).await;
-        ensure!(!ok && reason == "bad_signature", "{reason}");
+        let got = ask(&g, &bad, ip, &format!("b{i}")).await;
+        ensure!(got == (false, "bad_signature", false), "b{i}: {got:?}");
     }
-    // Blocked now: even a valid token is refused without being verified.
-    ensure!(ask(&g, &good, ip, "c1").await == (false, "ip_blocked"));
-    ensure!(ask(&g, &good, "203.0.113.8", "c2").await == (true, "allowed"));
+    // Over the limit: further failures from the IP are marked and no longer counted...
+    ensure!(ask(&g, &bad, ip, "b4").await == (false, "bad_signature", true));
+    // ...but a token whose signature and claims verify is judged on its own, whatever its
+    // address shares (a carrier NAT, a company's egress).
+    ensure!(ask(&g, &good, ip, "c1").await == (true, "allowed", false));
+    ensure!(ask(&g, &auditor, ip, "c2").await == (false, "forbidden_route", false));
+    ensure!(ask(&g, &good, "203.0.113.8", "c3").await == (true, "allowed", false));
 
-    // Another execution environment learns the block from its first denial's failed condition.
+    // Another execution environment learns the block from its first failure's failed condition.
     let g2 = gate(sdk, &key, 3).await?;
-    ensure!(ask(&g2, &bad, ip, "d1").await == (false, "bad_signature"));
-    ensure!(ask(&g2, &good, ip, "d2").await == (false, "ip_blocked"));
+    ensure!(ask(&g2, &bad, ip, "d1").await == (false, "bad_signature", false));
+    ensure!(ask(&g2, &bad, ip, "d2").await == (false, "bad_signature", true));
+    ensure!(ask(&g2, &good, ip, "d3").await == (true, "allowed", false));
 
-    // The shared count stopped at the limit; every denial was audited, allows were not.
+    // The shared count stopped at the limit.
+    let window_start = {
+        let t = unix_secs(SystemTime::now());
+        t - t % 600
+    };
+    let item = aws_sdk_dynamodb::Client::new(sdk)
+        .get_item()
+        .table_name(RATE_TABLE)
+        .key(
+            "pk",
+            AttributeValue::S(format!("authfail#600#{window_start}#{ip}")),
+        )
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .context("no failure counter")?;
+    ensure!(
+        item["count"].as_n().ok() == Some(&"3".to_owned()),
+        "{item:?}"
+    );
+
+    // Every denial was audited with its precise detail, allows were not; the signature-verified
+    // denial names its principal, the forged ones do not.
     let records = scan_all(&aws_sdk_dynamodb::Client::new(sdk), AUDIT_TABLE).await?;
     let denied: Vec<_> = records
         .iter()
         .filter(|r| r.get("decision") == Some(&Field::S("denied".into())))
         .collect();
-    ensure!(denied.len() == 6 && records.len() == 6, "{records:?}");
-    ensure!(
-        denied
-            .iter()
-            .all(|r| r.get("source_ip") == Some(&Field::S(ip.into()))
-                && !r.contains_key("principal"))
-    );
+    ensure!(denied.len() == 8 && records.len() == 8, "{records:?}");
+    let field = |r: &&gatehouse::audit::Fields, k: &str| match r.get(k) {
+        Some(Field::S(s)) => s.clone(),
+        _ => String::new(),
+    };
+    for r in &denied {
+        ensure!(field(r, "source_ip") == ip, "{r:?}");
+        match field(r, "reason").as_str() {
+            "bad_signature" => {
+                ensure!(!r.contains_key("principal"), "{r:?}");
+                let blocked = ["b4", "d2"].contains(&field(r, "request_id").as_str());
+                ensure!(
+                    field(r, "detail").contains("over its failed-verification limit") == blocked,
+                    "{r:?}"
+                );
+            }
+            "forbidden_route" => {
+                ensure!(field(r, "sub") == "alice", "{r:?}");
+                ensure!(
+                    field(r, "principal")
+                        == gatehouse::principal::principal_key(ISS, None, "alice"),
+                    "{r:?}"
+                );
+                ensure!(
+                    field(r, "detail").contains("no policy permits roles [auditor]"),
+                    "{r:?}"
+                );
+            }
+            other => anyhow::bail!("unexpected reason {other}: {r:?}"),
+        }
+    }
     let report = gatehouse_dev::audit::verify_table(sdk, AUDIT_TABLE, "AuditHmacSecret").await?;
     ensure!(report.is_clean() && report.segments == 2, "{report:?}");
     Ok(())

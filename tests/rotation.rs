@@ -12,7 +12,7 @@ use gatehouse_tests::{fixture, stack_var};
 use serde_json::json;
 
 fn token(key: &DevKey) -> String {
-    let (issuer, audience) = gatehouse_dev::template::token_claims_from_template().unwrap();
+    let (issuer, audience) = gatehouse_dev::oidc::dev_token_claims().unwrap();
     let spec = TokenSpec::new("rotation", &["ai_operator"], None, 300, issuer, audience);
     devkeys::mint(key, &spec).unwrap()
 }

@@ -8,6 +8,7 @@ use aws_lc_rs::encoding::AsBigEndian;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use gatehouse::config::claims::Preset;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -81,8 +82,22 @@ impl DevKey {
     }
 
     pub fn sign(&self, claims: &serde_json::Value) -> Result<String> {
+        self.sign_with(claims, None, None)
+    }
+
+    /// Signs with header `kid` (default: this key's) and `typ` (default: `JWT`) as given, so a
+    /// test can name a kid the ring does not hold or mark an RFC 9068 access token (`at+jwt`).
+    pub fn sign_with(
+        &self,
+        claims: &serde_json::Value,
+        kid: Option<&str>,
+        typ: Option<&str>,
+    ) -> Result<String> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
+        header.kid = Some(kid.unwrap_or(&self.kid).to_owned());
+        if let Some(t) = typ {
+            header.typ = Some(t.to_owned());
+        }
         jsonwebtoken::encode(&header, claims, &self.encoding_key()?).context("signing the token")
     }
 }
@@ -134,7 +149,9 @@ pub fn public_jwks(key: &DevKey) -> String {
     json!({"keys": [key.public_jwk()]}).to_string()
 }
 
-/// What goes into a dev token.
+/// What goes into a dev token. `TokenSpec::new` gives Gatehouse's own claim shape, times from
+/// now and the key's kid; the other fields reshape it for a provider preset, set explicit
+/// (also past) times, another kid or header `typ`, a client id, and arbitrary extra claims.
 #[derive(Debug, Clone)]
 pub struct TokenSpec {
     pub sub: String,
@@ -143,6 +160,21 @@ pub struct TokenSpec {
     pub ttl_secs: u64,
     pub issuer: String,
     pub audience: String,
+    /// Whose claim shape (`tests/fixtures/claims/<preset>.json`).
+    pub preset: Preset,
+    /// Seconds since the epoch; `iat` defaults to now, `exp` to `iat + ttl_secs`, `nbf` to `iat`
+    /// where the shape has one.
+    pub iat: Option<u64>,
+    pub nbf: Option<u64>,
+    pub exp: Option<u64>,
+    /// Header `kid` (default: the signing key's).
+    pub kid: Option<String>,
+    /// Header `typ` (default `JWT`).
+    pub typ: Option<String>,
+    /// Client id for shapes that carry one (default `presets::DEV_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Set last, over everything else.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TokenSpec {
@@ -161,12 +193,20 @@ impl TokenSpec {
             ttl_secs,
             issuer,
             audience,
+            preset: Preset::Gatehouse,
+            iat: None,
+            nbf: None,
+            exp: None,
+            kid: None,
+            typ: None,
+            client_id: None,
+            extra: serde_json::Map::new(),
         }
     }
 }
 
 /// A token signed with the dev key (generated on first use), carrying the issuer and audience
-/// the template gives the authorizer.
+/// of the local stack (`crate::oidc::dev_token_claims`).
 pub fn mint_dev_token(
     sub: &str,
     roles: &[&str],
@@ -174,29 +214,18 @@ pub fn mint_dev_token(
     ttl_secs: u64,
 ) -> Result<String> {
     let key = ensure_dev_key()?;
-    let (issuer, audience) = crate::template::token_claims_from_template()?;
+    let (issuer, audience) = crate::oidc::dev_token_claims()?;
     mint(
         &key,
         &TokenSpec::new(sub, roles, tenant, ttl_secs, issuer, audience),
     )
 }
 
+/// Signs the payload `crate::presets::claims_for` builds from `spec`.
 pub fn mint(key: &DevKey, spec: &TokenSpec) -> Result<String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let mut claims = json!({
-        "iss": spec.issuer,
-        "aud": spec.audience,
-        "sub": spec.sub,
-        "roles": spec.roles,
-        "iat": now,
-        "nbf": now,
-        "exp": now + spec.ttl_secs,
-        "jti": uuid::Uuid::new_v4().to_string(),
-    });
-    if let (Some(t), Some(obj)) = (&spec.tenant, claims.as_object_mut()) {
-        obj.insert("tenant".into(), json!(t));
-    }
-    key.sign(&claims)
+    let claims = crate::presets::claims_for(spec, now)?;
+    key.sign_with(&claims, spec.kid.as_deref(), spec.typ.as_deref())
 }

@@ -3,7 +3,8 @@
 //! Like the real one: a missing identity source (the Authorization header) is a 401 without
 //! calling the authorizer; otherwise it sends the payload-format-2.0 authorizer request to the
 //! authorizer function, caches the simple response per identity-source values
-//! (Authorization, routeKey) for the template's TTL, answers 403 on deny, and on allow invokes
+//! (Authorization, routeKey) for the template's TTL (a repeated header counts as its
+//! comma-joined values, in the cache key as in the event), answers 403 on deny, and on allow invokes
 //! the route's function with a v2 proxy event whose `requestContext.authorizer.lambda` is the
 //! authorizer's context. Unknown route → 404; a function error → 500 with a generic body.
 use std::collections::HashMap;
@@ -358,13 +359,15 @@ async fn handle(
         request_id: request_id.clone(),
         route_key: route.route_key(),
     };
-    // Identity source: every configured header must be present (and non-empty), or 401.
+    // Identity source: every configured header must be present (and non-empty), or 401. Its
+    // value is the header as the authorizer receives it: repeated headers joined with commas, for
+    // the cache key exactly as for the event (API Gateway does both alike).
+    let joined = header_map(&incoming.headers);
     let mut identity = Vec::new();
     for h in &gw.config.authorizer.headers {
-        match incoming
-            .headers
-            .get(h.as_str())
-            .and_then(|v| v.to_str().ok())
+        match joined
+            .get(&h.to_ascii_lowercase())
+            .and_then(Value::as_str)
             .filter(|v| !v.is_empty())
         {
             Some(v) => identity.push(v.to_owned()),

@@ -1,5 +1,8 @@
-//! The whole local stack: emulator → tables and secrets from the template → dev key into the
-//! JWKS secret → functions built → `cargo lambda watch` serving both → local gateway.
+//! The whole local stack: emulator → tables and secrets from the template → local OIDC provider
+//! serving the dev key → functions built → `cargo lambda watch` serving all three → one jwks-sync
+//! run (what the template's custom resource does after a deploy) fills the JWKS secret from the
+//! provider → the authorizer and predict cold-started → local gateway. `cargo xtask dev` also
+//! runs jwks-sync on a schedule, as EventBridge would; the test stack leaves that to the tests.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,59 +10,32 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use serde_json::json;
+use gatehouse::config::claims::Preset;
+use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::devkeys::{self, DevKey, TokenSpec};
 use crate::emulator::{self, Emulator};
 use crate::gateway::{self, GatewayConfig, GatewayHandle};
+use crate::oidc::{self, OidcHandle};
 use crate::paths;
 use crate::procs::{Managed, ensure_port_free, wait_for_port};
 use crate::template::Template;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Ports {
-    pub emulator: u16,
-    pub invoke: u16,
-    pub gateway: u16,
-}
+pub use crate::ports::Ports;
 
-impl Ports {
-    /// `cargo xtask dev`.
-    pub const DEV: Ports = Ports {
-        emulator: 4566,
-        invoke: 9000,
-        gateway: 3000,
-    };
-    /// `cargo xtask test`: different ports, so tests run beside a dev stack.
-    pub const TEST: Ports = Ports {
-        emulator: 4577,
-        invoke: 9010,
-        gateway: 3010,
-    };
-
-    /// These ports shifted by `GATEHOUSE_PORT_OFFSET` (default 0), so two checkouts can run
-    /// their stacks side by side.
-    pub fn offset_from_env(self) -> Ports {
-        let off: u16 = std::env::var("GATEHOUSE_PORT_OFFSET")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Ports {
-            emulator: self.emulator + off,
-            invoke: self.invoke + off,
-            gateway: self.gateway + off,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StackOptions {
     pub ports: Ports,
     /// Let `cargo lambda watch` rebuild on source changes (dev) or not (tests).
     pub reload: bool,
     /// Extra function environment on top of the template's (tests shorten key refresh periods).
-    pub extra_env: &'static [(&'static str, &'static str)],
+    pub extra_env: Vec<(String, String)>,
+    /// The authorizer's claims preset (`GATEHOUSE_CLAIMS_PRESET`).
+    pub preset: Preset,
+    /// Run jwks-sync this often, as the template's EventBridge schedule does (None: only once,
+    /// at start; tests invoke it themselves).
+    pub sync_every: Option<Duration>,
 }
 
 pub struct Stack {
@@ -67,41 +43,61 @@ pub struct Stack {
     pub sdk: SdkConfig,
     pub template: Template,
     pub gateway: GatewayHandle,
+    pub oidc: OidcHandle,
     pub key: DevKey,
     pub issuer: String,
     pub audience: String,
+    pub preset: Preset,
+    /// The Lambda invoke API of `cargo lambda watch`.
+    pub invoke_url: String,
     watch: Managed,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// The functions the stack runs (their binaries).
+pub const FUNCTIONS: [&str; 3] = ["authorizer", "predict", "jwks-sync"];
+
 /// Builds the function binaries, so that watch's lazy build on first invoke is a no-op.
 pub fn build_functions() -> Result<()> {
-    eprintln!("==> building the functions (cargo build -p authorizer -p predict)");
-    let status = std::process::Command::new(cargo())
-        .current_dir(paths::repo_root())
-        .args(["build", "--quiet", "-p", "authorizer", "-p", "predict"])
-        .status()
-        .context("running cargo build")?;
+    eprintln!("==> building the functions (cargo build -p authorizer -p predict -p jwks-sync)");
+    let mut cmd = std::process::Command::new(cargo());
+    cmd.current_dir(paths::repo_root())
+        .args(["build", "--quiet"]);
+    for f in FUNCTIONS {
+        cmd.args(["-p", f]);
+    }
+    let status = cmd.status().context("running cargo build")?;
     if !status.success() {
         bail!("building the functions failed");
     }
     Ok(())
 }
 
-/// The functions' environment: what the template sets, resolved locally, plus the emulator.
-pub fn functions_env(template: &Template, endpoint: &str) -> Result<BTreeMap<String, String>> {
+/// The functions' environment: what the template sets, resolved locally, plus the emulator, and
+/// the local identity provider in place of the template's example issuer.
+pub fn functions_env(
+    template: &Template,
+    endpoint: &str,
+    issuer: &str,
+    preset: Preset,
+) -> Result<BTreeMap<String, String>> {
     let mut env = BTreeMap::new();
     for (_, logical_id) in template.functions()? {
         env.extend(template.function_env(&logical_id)?);
     }
     env.extend(emulator::client_env(endpoint));
-    // Every local test client is 127.0.0.1: the credential-stuffing guard's deployed default
-    // (20 denials per 5 min per IP) would soon refuse the whole test suite. It is exercised
-    // against the emulator by tests/ratelimit.rs instead.
-    env.insert("GATEHOUSE_AUTH_FAIL_LIMIT".into(), "100000".into());
+    // The local provider is the issuer, read by OIDC discovery (plain http: loopback only).
+    env.insert("GATEHOUSE_ISSUER".into(), issuer.to_owned());
+    env.insert("GATEHOUSE_OIDC_DISCOVERY".into(), "true".into());
+    env.insert("GATEHOUSE_CLAIMS_PRESET".into(), preset.as_str().into());
+    env.insert(
+        "GATEHOUSE_ALLOWED_CLIENT_IDS".into(),
+        crate::presets::DEV_CLIENT_ID.into(),
+    );
     env.insert("RUST_LOG".into(), "info".into());
     Ok(env)
 }
@@ -115,11 +111,18 @@ fn write_env_file(env: &BTreeMap<String, String>, port: u16) -> Result<PathBuf> 
     Ok(path)
 }
 
+/// One jwks-sync run through the invoke API; its report (`outcome`, `kids`, `reason`, ...).
+pub async fn run_jwks_sync(client: &reqwest::Client, invoke_url: &str) -> Result<Value> {
+    let event = json!({"source": "gatehouse.dev", "detail-type": "Scheduled Event", "detail": {}});
+    gateway::invoke_function(client, invoke_url, "jwks-sync", &event).await
+}
+
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Stack> {
         let ports = opts.ports;
         ensure_port_free(ports.invoke, "cargo lambda watch").await?;
         ensure_port_free(ports.gateway, "the local gateway").await?;
+        ensure_port_free(ports.oidc, "the local OIDC provider").await?;
         let template = Template::load(&paths::template_path())?;
 
         eprintln!(
@@ -130,22 +133,18 @@ impl Stack {
         let sdk = emulator.sdk_config().await;
         crate::bootstrap::bootstrap(&sdk, &template).await?;
         let key = devkeys::ensure_dev_key()?;
-        let jwks_secret = template
-            .function_env("AuthorizerFunction")?
-            .get("GATEHOUSE_JWKS_SECRET_ID")
-            .cloned()
-            .context("the authorizer has no GATEHOUSE_JWKS_SECRET_ID")?;
-        crate::bootstrap::put_secret(&sdk, &jwks_secret, &devkeys::public_jwks(&key)).await?;
-        let mut env = functions_env(&template, &emulator.endpoint)?;
-        env.extend(
-            opts.extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+        eprintln!(
+            "==> starting the local OIDC provider on 127.0.0.1:{}",
+            ports.oidc
         );
-        let issuer = env
-            .get("GATEHOUSE_ISSUER")
-            .cloned()
-            .context("no GATEHOUSE_ISSUER")?;
+        let oidc = oidc::serve(
+            SocketAddr::from(([127, 0, 0, 1], ports.oidc)),
+            vec![key.public_jwk()],
+        )
+        .await?;
+        let issuer = oidc.issuer.clone();
+        let mut env = functions_env(&template, &emulator.endpoint, &issuer, opts.preset)?;
+        env.extend(opts.extra_env.iter().cloned());
         let audience = env
             .get("GATEHOUSE_AUDIENCE")
             .cloned()
@@ -177,14 +176,24 @@ impl Stack {
         let mut watch = Managed::spawn("cargo lambda watch", cmd, &log)?;
         wait_for_port(ports.invoke, Duration::from_secs(120), &mut watch).await?;
 
-        // Cold-start both functions now (watch builds and boots each on its first invoke), so the
-        // first real request does not pay for it and a broken init shows up here.
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(600))
             .build()?;
+        let invoke_url = format!("http://127.0.0.1:{}", ports.invoke);
+        // The JWKS secret is deployed empty; one sync from the provider fills it, as the
+        // template's custom resource does right after a deploy.
+        let report = run_jwks_sync(&client, &invoke_url)
+            .await
+            .with_context(|| format!("jwks-sync did not run (see {})", log.display()))?;
+        if report["outcome"] != "updated" && report["outcome"] != "unchanged" {
+            bail!("the initial jwks-sync failed: {report}");
+        }
+        eprintln!("==> jwks-sync: {} {}", report["outcome"], report["kids"]);
+
+        // Cold-start the authorizer and predict now (watch builds and boots each on its first
+        // invoke), so the first real request does not pay for it and a broken init shows up here.
         let probe = json!({"version": "2.0", "type": "REQUEST", "routeKey": "POST /v1/predict", "headers": {},
             "requestContext": {"http": {"method": "POST", "path": "/v1/predict"}, "requestId": "warmup", "routeKey": "POST /v1/predict"}});
-        let invoke_url = format!("http://127.0.0.1:{}", ports.invoke);
         let a = gateway::invoke_function(&client, &invoke_url, "authorizer", &probe)
             .await
             .with_context(|| format!("authorizer did not start (see {})", log.display()))?;
@@ -198,18 +207,43 @@ impl Stack {
         let gw_config = GatewayConfig::from_template(&template, &invoke_url)?;
         let gateway =
             gateway::serve(gw_config, SocketAddr::from(([127, 0, 0, 1], ports.gateway))).await?;
+        let scheduler = opts.sync_every.map(|every| {
+            let (client, url) = (client.clone(), invoke_url.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match run_jwks_sync(&client, &url).await {
+                        Ok(r) if r["outcome"] == "failed" => {
+                            eprintln!("[jwks-sync] failed: {} {}", r["reason"], r["detail"])
+                        }
+                        Ok(r) if r["outcome"] == "updated" => {
+                            eprintln!("[jwks-sync] updated: {}", r["kids"])
+                        }
+                        Ok(_) => {}
+                        Err(e) => eprintln!("[jwks-sync] did not run: {e:#}"),
+                    }
+                }
+            })
+        });
         Ok(Stack {
             emulator,
             sdk,
             template,
             gateway,
+            oidc,
             key,
             issuer,
             audience,
+            preset: opts.preset,
+            invoke_url,
             watch,
+            scheduler,
         })
     }
 
+    /// A token for this stack: its issuer and audience, the stack's claims preset.
     pub fn token(
         &self,
         sub: &str,
@@ -217,7 +251,7 @@ impl Stack {
         tenant: Option<&str>,
         ttl_secs: u64,
     ) -> Result<String> {
-        let spec = TokenSpec::new(
+        let mut spec = TokenSpec::new(
             sub,
             roles,
             tenant,
@@ -225,11 +259,16 @@ impl Stack {
             self.issuer.clone(),
             self.audience.clone(),
         );
+        spec.preset = self.preset;
         devkeys::mint(&self.key, &spec)
     }
 
     pub async fn stop(&mut self) {
+        if let Some(s) = self.scheduler.take() {
+            s.abort();
+        }
         self.gateway.stop();
+        self.oidc.stop();
         self.watch.stop().await;
         self.emulator.stop().await;
     }

@@ -340,20 +340,6 @@ impl Template {
     }
 }
 
-/// Issuer and audience the template gives the authorizer (what dev tokens must carry).
-pub fn token_claims_from_template() -> Result<(String, String)> {
-    let t = Template::load(&crate::paths::template_path())?;
-    let env = t.function_env("AuthorizerFunction")?;
-    Ok((
-        env.get("GATEHOUSE_ISSUER")
-            .cloned()
-            .context("no GATEHOUSE_ISSUER")?,
-        env.get("GATEHOUSE_AUDIENCE")
-            .cloned()
-            .context("no GATEHOUSE_AUDIENCE")?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,11 @@ async fn invoke(
         assert_eq!(event["type"], "REQUEST");
         let auth = event["headers"]["authorization"].as_str().unwrap_or("");
         assert_eq!(event["identitySource"][1], event["routeKey"]);
+        // The identity source is the header exactly as the event carries it.
+        assert_eq!(
+            event["identitySource"][0],
+            event["headers"]["authorization"]
+        );
         return match auth {
             "Bearer good" => Json(
                 json!({"isAuthorized": true, "context": {"sub": "alice", "roles": "ai_operator"}}),
@@ -173,4 +178,32 @@ async fn unknown_route_is_404() {
     .await;
     assert_eq!(status, 404);
     assert_eq!(calls.authorizer.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn repeated_authorization_headers_are_one_comma_joined_identity() {
+    let (url, calls, _gw) = setup().await;
+    let predict = format!("{url}/v1/predict");
+    let send = |values: &'static [&'static str]| {
+        let predict = predict.clone();
+        async move {
+            let mut req = reqwest::Client::new().post(&predict).body("{}");
+            for v in values {
+                req = req.header("Authorization", *v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(send(&["Bearer good"]).await, 201);
+    assert_eq!(calls.authorizer.load(Ordering::SeqCst), 1);
+    // API Gateway joins the two values ("Bearer good,Bearer evil") for the authorizer AND for
+    // the cache key: the cached allow of "Bearer good" must not answer for them.
+    assert_eq!(send(&["Bearer good", "Bearer evil"]).await, 403);
+    assert_eq!(calls.authorizer.load(Ordering::SeqCst), 2);
+    // The joined value is cached under itself.
+    assert_eq!(send(&["Bearer good", "Bearer evil"]).await, 403);
+    assert_eq!(calls.authorizer.load(Ordering::SeqCst), 2);
+    assert_eq!(send(&["Bearer good"]).await, 201);
+    assert_eq!(calls.authorizer.load(Ordering::SeqCst), 2);
+    assert_eq!(calls.function.load(Ordering::SeqCst), 2);
 }

@@ -33,6 +33,7 @@ fn every_error() -> Vec<ApiError> {
     let field = gatehouse::api::FieldError::at("max_tokens", "x");
     vec![
         ApiError::Unauthenticated,
+        ApiError::TokenExpired,
         ApiError::UnsupportedMediaType,
         ApiError::PayloadTooLarge { limit: 1 },
         ApiError::Invalid {

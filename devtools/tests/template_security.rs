@@ -115,7 +115,7 @@ fn roles_grant_only_what_each_function_needs() {
     let t = translated();
     let roles = of_type(&t, "AWS::IAM::Role");
     let users = function_roles(&t);
-    assert_eq!(roles.len(), 2, "one role per function, nothing else");
+    assert_eq!(roles.len(), 3, "one role per function, nothing else");
     assert!(
         of_type(&t, "AWS::IAM::Policy").is_empty()
             && of_type(&t, "AWS::IAM::ManagedPolicy").is_empty()
@@ -142,6 +142,15 @@ fn roles_grant_only_what_each_function_needs() {
                 ("dynamodb:GetItem", "RateLimitTable"),
                 ("dynamodb:PutItem", "AuditTable"),
                 ("bedrock:InvokeModel", "BedrockModelArns"),
+            ]),
+        ),
+        (
+            "JwksSyncFunction",
+            BTreeSet::from([
+                ("logs:CreateLogStream", "JwksSyncLogGroup"),
+                ("logs:PutLogEvents", "JwksSyncLogGroup"),
+                ("secretsmanager:GetSecretValue", "JwksSecret"),
+                ("secretsmanager:PutSecretValue", "JwksSecret"),
             ]),
         ),
     ]);
@@ -287,7 +296,20 @@ fn secrets_are_scoped_and_the_hmac_key_is_generated() {
         for s in statements(role) {
             let actions = strings(&s["Action"]);
             if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
-                assert_eq!(actions, vec!["secretsmanager:GetSecretValue".to_string()]);
+                // Only jwks-sync may write a secret, and only the JWKS secret.
+                if role_id == "JwksSyncRole" {
+                    assert_eq!(
+                        actions,
+                        [
+                            "secretsmanager:GetSecretValue",
+                            "secretsmanager:PutSecretValue"
+                        ]
+                    );
+                    let on: Vec<_> = as_list(&s["Resource"]).into_iter().map(target).collect();
+                    assert_eq!(on, [Some("JwksSecret")], "{role_id}");
+                } else {
+                    assert_eq!(actions, vec!["secretsmanager:GetSecretValue".to_string()]);
+                }
                 for r in as_list(&s["Resource"]) {
                     let to = target(r).unwrap();
                     assert_eq!(
@@ -483,6 +505,8 @@ fn alarms_watch_errors_and_decision_spikes() {
             gatehouse::metrics::SUSPENSION_STARTED,
             "PredictFunction",
         ),
+        ("Gatehouse", "JwksSyncFailed", "JwksSyncFunction"),
+        ("AWS/Lambda", "Errors", "JwksSyncFunction"),
     ] {
         assert!(
             alarms
@@ -498,5 +522,32 @@ fn alarms_watch_errors_and_decision_spikes() {
                 .iter()
                 .any(|d| d.metric_name() == m)
         );
+    }
+}
+
+#[test]
+fn jwks_sync_runs_on_a_schedule_and_once_per_deploy() {
+    let t = translated();
+    // The EventBridge rule SAM generates from the Schedule event, with the period parameter.
+    let rules = of_type(&t, "AWS::Events::Rule");
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0].1["Properties"];
+    assert_eq!(
+        rule["ScheduleExpression"],
+        json!({"Fn::Sub": "rate(${JwksSyncPeriodMinutes} minutes)"})
+    );
+    assert_eq!(target(&rule["Targets"][0]["Arn"]), Some("JwksSyncFunction"));
+    assert_eq!(param_default(&t, "JwksSyncPeriodMinutes"), 15);
+    // The custom resource that runs one sync during the deploy, with a bounded wait.
+    let init = &resources(&t)["JwksInitialSync"]["Properties"];
+    assert_eq!(target(&init["ServiceToken"]), Some("JwksSyncFunction"));
+    assert!(init["ServiceTimeout"].as_u64().unwrap() <= 300);
+    // Manual JWKS stays the default: nothing is fetched unless a provider is configured.
+    assert_eq!(param_default(&t, "OidcDiscovery"), "false");
+    assert_eq!(param_default(&t, "JwksUrl"), "");
+    // The authorizer gets no outbound-HTTP configuration: it only reads the secret.
+    let auth_env = &resources(&t)["AuthorizerFunction"]["Properties"]["Environment"]["Variables"];
+    for k in ["GATEHOUSE_JWKS_URL", "GATEHOUSE_OIDC_DISCOVERY"] {
+        assert!(auth_env.get(k).is_none(), "{k} on the authorizer");
     }
 }

@@ -41,6 +41,9 @@ fn bench(c: &mut Criterion) {
                         roles: vec!["ai_operator".into()],
                         tenant: None,
                         token_id: "t".into(),
+                        issuer: "https://issuer.test/".into(),
+                        // Far in the future (2096): these principals never expire mid-test.
+                        exp: 4_000_000_000,
                     }),
                     content_type: Some("application/json"),
                     body: body.as_bytes(),

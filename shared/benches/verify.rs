@@ -144,7 +144,7 @@ fn main() {
     let policy = TokenPolicy::new(ISS, AUD);
     let store = PolicyStore::embedded().unwrap();
     let decide = |header: &str| {
-        let principal = verify(&ring, &policy, header, now).unwrap();
+        let principal = verify(&ring, &policy, header, now).unwrap().principal;
         let d = store.authorize_route(&principal, "POST /v1/predict");
         assert!(d.allowed);
         d
@@ -188,6 +188,9 @@ fn main() {
                 roles: vec!["ai_operator".into()],
                 tenant: None,
                 token_id: "t".into(),
+                issuer: "https://issuer.test/".into(),
+                // Far in the future (2096): these principals never expire mid-test.
+                exp: 4_000_000_000,
             };
             assert!(store.authorize_route(&p, "POST /v1/predict").allowed);
         })

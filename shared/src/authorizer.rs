@@ -10,10 +10,10 @@ use aws_lambda_events::apigw::{
 use serde_json::Value;
 
 use crate::audit::{AuditEvent, AuditLog, Decision};
-use crate::auth::{JwksSource, KeyCache, TokenPolicy};
+use crate::auth::{AuthError, JwksSource, KeyCache, TokenPolicy};
 use crate::clock::Clock;
 use crate::policy::PolicyStore;
-use crate::principal::{CTX_ROLES, CTX_SUB, CTX_TENANT, CTX_TOKEN_ID, Principal};
+use crate::principal::{Principal, context_of};
 use crate::ratelimit::guard::FailureGuard;
 
 pub struct Gate<S: JwksSource> {
@@ -28,18 +28,31 @@ pub struct Gate<S: JwksSource> {
 #[derive(Debug)]
 pub struct GateDecision {
     pub allowed: bool,
+    /// The caller: on every allow, and on a deny whenever the signature verified and the token
+    /// named a subject (`crate::auth::AuthFailure`).
     pub principal: Option<Principal>,
+    /// Stable reason code (`allowed`, `expired`, `invalid_claim`, `forbidden_route`, ...).
     pub reason: &'static str,
+    /// The failing check in words: which claim, which expectation (never the token, a claim
+    /// value from it, or a secret). Empty on an allow.
+    pub detail: String,
     pub policy_ids: Vec<String>,
+    /// The token itself failed verification (what the per-IP guard counts).
+    pub credential_failure: bool,
+    /// The source IP was over its failed-verification limit when this failure came in.
+    pub ip_blocked: bool,
 }
 
 impl GateDecision {
-    fn deny(reason: &'static str) -> Self {
+    fn denied(error: &AuthError, principal: Option<Principal>) -> Self {
         Self {
             allowed: false,
-            principal: None,
-            reason,
+            principal,
+            reason: error.reason(),
+            detail: error.to_string(),
             policy_ids: vec![],
+            credential_failure: error.is_credential_failure(),
+            ip_blocked: false,
         }
     }
 }
@@ -54,39 +67,39 @@ pub struct AuthRequest<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// Only a bad credential counts towards an IP's block: not our own key outage
-/// (`keys_unavailable`), and not a valid token on a route its roles do not open
-/// (`forbidden_route`), or every client behind a shared NAT would be locked out with them.
-fn counts_against_ip(reason: &str) -> bool {
-    !matches!(
-        reason,
-        "keys_unavailable" | "forbidden_route" | "ip_blocked" | "allowed"
-    )
-}
-
 impl<S: JwksSource> Gate<S> {
-    /// IP guard → token → route policy. Every denial is counted against its source IP and
-    /// audited; an allow costs no DynamoDB call (predict audits the request itself).
+    /// Token → route scopes → route policy, then the per-IP guard on failures only. Every denial
+    /// is audited; an allow costs no DynamoDB call (predict audits the request itself).
+    ///
+    /// The failed-auth guard never decides an answer: a token whose signature and claims verify
+    /// is judged on its claims and route alone, whatever its source IP, and an invalid token is
+    /// denied from every IP. So the answer API Gateway caches per (Authorization, routeKey) never
+    /// depends on the caller's address, and clients sharing an address (carrier NAT, a company's
+    /// egress) cannot lock each other out. What the guard does: count failed verifications per
+    /// source IP, and once an IP is over the limit, stop counting (no further DynamoDB writes
+    /// for it in that window) and mark its denials `ip_blocked` in the log and audit record.
     pub async fn decide(&self, req: &AuthRequest<'_>) -> GateDecision {
         let started = Instant::now();
         let now = self.clock.now();
-        // API Gateway always sets sourceIp; without one, such requests share one bucket.
-        let ip = req.source_ip.unwrap_or("unknown");
-        let blocked = self.failures.is_blocked(ip, now);
-        let d = if blocked {
-            GateDecision::deny("ip_blocked")
-        } else {
-            self.evaluate(req.authorization, req.route_key).await
-        };
+        let mut d = self.evaluate(req.authorization, req.route_key).await;
         if d.allowed {
             return d;
         }
-        if !blocked && counts_against_ip(d.reason) {
-            // A failed count only weakens the stuffing guard; the denial stands either way.
-            if let Err(e) = self.failures.record_failure(ip, now).await {
+        if d.credential_failure {
+            // API Gateway always sets sourceIp; without one, such requests share one bucket.
+            let ip = req.source_ip.unwrap_or("unknown");
+            if self.failures.is_blocked(ip, now) {
+                d.ip_blocked = true;
+            } else if let Err(e) = self.failures.record_failure(ip, now).await {
+                // A failed count only weakens the stuffing guard; the denial stands either way.
                 tracing::error!(request_id = req.request_id, error = %e, "auth-failure counter unavailable");
             }
         }
+        let detail = if d.ip_blocked {
+            format!("{}; source IP over its failed-verification limit", d.detail)
+        } else {
+            d.detail.clone()
+        };
         let event = AuditEvent {
             request_id: req.request_id,
             time: now,
@@ -95,6 +108,7 @@ impl<S: JwksSource> Gate<S> {
             model: None,
             decision: Decision::Denied,
             reason: d.reason,
+            detail: Some(&detail),
             policy_ids: &d.policy_ids,
             screen: None,
             prompt: None,
@@ -112,13 +126,31 @@ impl<S: JwksSource> Gate<S> {
 
     async fn evaluate(&self, authorization: Option<&str>, route_key: &str) -> GateDecision {
         let Some(header) = authorization else {
-            return GateDecision::deny("missing_header");
+            return GateDecision::denied(&AuthError::MissingHeader, None);
         };
-        let principal = match self.keys.verify(&self.token_policy, header).await {
-            Ok(p) => p,
-            Err(e) => return GateDecision::deny(e.reason()),
+        let identity = match self.keys.verify(&self.token_policy, header).await {
+            Ok(identity) => identity,
+            Err(f) => return GateDecision::denied(&f.error, f.principal.map(|p| *p)),
         };
+        if let Some(required) = self.token_policy.claims.required_scopes.get(route_key)
+            && let Some(missing) = identity.missing_scope(required)
+        {
+            let e = AuthError::InsufficientScope {
+                route: route_key.to_owned(),
+                missing: missing.to_owned(),
+            };
+            return GateDecision::denied(&e, Some(identity.principal));
+        }
+        let principal = identity.principal;
         let d = self.policy.authorize_route(&principal, route_key);
+        let detail = if d.allowed {
+            String::new()
+        } else {
+            format!(
+                "route {route_key:?}: no policy permits roles [{}]",
+                principal.roles.join(", ")
+            )
+        };
         GateDecision {
             allowed: d.allowed,
             reason: if d.allowed {
@@ -126,8 +158,11 @@ impl<S: JwksSource> Gate<S> {
             } else {
                 "forbidden_route"
             },
+            detail,
             principal: Some(principal),
             policy_ids: d.policy_ids,
+            credential_failure: false,
+            ip_blocked: false,
         }
     }
 }
@@ -152,20 +187,15 @@ pub fn auth_request(event: &ApiGatewayV2CustomAuthorizerV2Request) -> AuthReques
     }
 }
 
-/// The simple response with a small, scalar-only context; never the token.
+/// The simple response with a small, scalar-only context (`crate::principal::context_of`:
+/// sub, iss, roles, tenant, token id, exp); never the token.
 pub fn simple_response(
     d: &GateDecision,
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse<HashMap<String, Value>> {
-    let mut context = HashMap::new();
-    if let (true, Some(p)) = (d.allowed, &d.principal) {
-        context.insert(CTX_SUB.to_owned(), Value::String(p.sub.clone()));
-        context.insert(CTX_ROLES.to_owned(), Value::String(p.roles.join(",")));
-        context.insert(
-            CTX_TENANT.to_owned(),
-            Value::String(p.tenant.clone().unwrap_or_default()),
-        );
-        context.insert(CTX_TOKEN_ID.to_owned(), Value::String(p.token_id.clone()));
-    }
+    let context = match (d.allowed, &d.principal) {
+        (true, Some(p)) => context_of(p),
+        _ => HashMap::new(),
+    };
     let mut resp = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
     resp.is_authorized = d.allowed;
     resp.context = context;
@@ -175,25 +205,31 @@ pub fn simple_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::principal::principal_from_context;
+    use crate::principal::{CTX_SUB, principal_from_context};
 
     #[test]
-    fn context_round_trips_and_missing_fields_fail_closed() {
+    fn context_round_trips_and_a_deny_carries_none() {
         let p = Principal {
+            issuer: "https://issuer.test/".into(),
             sub: "alice".into(),
             roles: vec!["a".into(), "b".into()],
             tenant: None,
             token_id: "j1".into(),
+            exp: 1_800_000_000,
         };
         let d = GateDecision {
             allowed: true,
             principal: Some(p.clone()),
             reason: "allowed",
+            detail: String::new(),
             policy_ids: vec![],
+            credential_failure: false,
+            ip_blocked: false,
         };
         let r = simple_response(&d);
         assert!(r.is_authorized);
         assert_eq!(principal_from_context(&r.context), Some(p));
+        assert_eq!(r.context["exp"], 1_800_000_000);
         let mut partial = r.context.clone();
         partial.remove(CTX_SUB);
         assert_eq!(principal_from_context(&partial), None);

@@ -69,6 +69,10 @@ pub enum ApiError {
     /// No principal in the authorizer context: API Gateway should never let this through.
     #[error("no authenticated principal")]
     Unauthenticated,
+    /// The token's `exp` (from the authorizer context) has passed: an authorizer-cache hit
+    /// outlived the token.
+    #[error("the token has expired")]
+    TokenExpired,
     #[error("content type must be application/json")]
     UnsupportedMediaType,
     #[error("body exceeds {limit} bytes")]
@@ -129,7 +133,7 @@ impl ApiError {
     pub fn decision(&self) -> crate::audit::Decision {
         use crate::audit::Decision;
         match self {
-            Self::Unauthenticated => Decision::Unauthenticated,
+            Self::Unauthenticated | Self::TokenExpired => Decision::Unauthenticated,
             Self::Forbidden { .. }
             | Self::RoleLimit { .. }
             | Self::ModelUnavailable { .. }
@@ -149,6 +153,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "unauthenticated",
+            Self::TokenExpired => "token_expired",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Invalid { .. } => "invalid_request",

@@ -20,8 +20,9 @@ pub const DEFAULT_PROBLEM_BASE: &str = "https://gatehouse.invalid/problems/";
 
 /// Every problem type: (slug, status, title). The slugs are the section anchors of
 /// `docs/problems.md`; a test holds the document to this table.
-pub const PROBLEM_TYPES: [(&str, u16, &str); 15] = [
+pub const PROBLEM_TYPES: [(&str, u16, &str); 16] = [
     ("unauthenticated", 401, "Unauthenticated"),
+    ("token-expired", 401, "Token expired"),
     ("unsupported-media-type", 415, "Unsupported media type"),
     ("payload-too-large", 413, "Payload too large"),
     ("invalid-request", 400, "Invalid request"),
@@ -77,6 +78,10 @@ fn describe(err: &ApiError) -> (&'static str, String, Map<String, Value>) {
     let mut ext = Map::new();
     let (slug, detail) = match err {
         E::Unauthenticated => ("unauthenticated", "no authenticated principal".into()),
+        E::TokenExpired => (
+            "token-expired",
+            "the token has expired; get a new one".into(),
+        ),
         E::UnsupportedMediaType => (
             "unsupported-media-type",
             "Content-Type must be application/json".into(),

@@ -54,5 +54,9 @@ pub mod predict;
 #[cfg(feature = "predict")]
 pub mod routes;
 
+// jwks-sync: the identity provider's JWKS into the JWKS secret.
+#[cfg(feature = "jwks-sync")]
+pub mod jwks_sync;
+
 // Cold-start wiring of each function.
 pub mod setup;

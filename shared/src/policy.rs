@@ -375,7 +375,9 @@ impl PolicyStore {
             .keys()
             .filter(|r| {
                 let alone = Principal {
+                    issuer: String::new(),
                     sub: format!("role-probe:{r}"),
+                    exp: 0,
                     roles: vec![(*r).clone()],
                     tenant: None,
                     token_id: String::new(),
@@ -619,6 +621,9 @@ mod tests {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             tenant: tenant.map(str::to_owned),
             token_id: "t".into(),
+            issuer: "https://issuer.test/".into(),
+            // Far in the future (2096): these principals never expire mid-test.
+            exp: 4_000_000_000,
         }
     }
 

@@ -154,6 +154,7 @@ impl Predictor {
             model: trail.model.as_deref(),
             decision,
             reason,
+            detail: None,
             policy_ids: &trail.policy_ids,
             screen: trail.screen.as_ref(),
             prompt: trail.prompt.as_deref(),
@@ -256,7 +257,7 @@ impl Predictor {
         };
         match self
             .budgets
-            .record_offence(principal_key(p), offence, now)
+            .record_offence(&principal_key(p), offence, now)
             .await
         {
             Ok(Some(until)) => {
@@ -384,6 +385,11 @@ impl Predictor {
             .principal
             .as_ref()
             .ok_or(ApiError::Unauthenticated)?;
+        // API Gateway may serve a cached allow past the token's `exp` (the cache is keyed on the
+        // token, not its lifetime): the authorizer passes `exp`, and an expired token stops here.
+        if principal.is_expired(now, self.config.token_leeway) {
+            return Err(ApiError::TokenExpired);
+        }
         if !is_json(inbound.content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -419,7 +425,7 @@ impl Predictor {
         let rate = self
             .limiter
             .check_principal(
-                principal_key(principal),
+                &principal_key(principal),
                 &role,
                 model,
                 info.requests_per_window,
@@ -573,8 +579,9 @@ impl Predictor {
             .tenant
             .as_deref()
             .and_then(|t| self.policy.tenant_budget(t).map(|b| (t, b)));
+        let key = principal_key(principal);
         let scope = BudgetScope {
-            principal: principal_key(principal),
+            principal: &key,
             role,
             tenant,
         };
@@ -674,6 +681,7 @@ mod tests {
             guardrail: None,
             bedrock_models: Default::default(),
             default_model: "echo".into(),
+            token_leeway: Duration::from_secs(30),
             problem_base: "https://docs.example/problems#".into(),
             suspension: SuspensionConfig {
                 after: 3,
@@ -762,10 +770,13 @@ mod tests {
 
     fn alice(roles: &[&str], tenant: Option<&str>) -> Option<Principal> {
         Some(Principal {
+            issuer: "https://issuer.test/".into(),
             sub: "alice".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             tenant: tenant.map(str::to_owned),
             token_id: "jti-1".into(),
+            // The test clock stands at 1_800_000_010.
+            exp: 1_800_000_600,
         })
     }
 
@@ -1239,6 +1250,51 @@ mod tests {
             .collect();
         assert_eq!(pointers, ["#/promt", "#/max_tokens", "#/admin", "#/prompt"]);
         assert!(!r.body().contains("struct") && !r.body().contains("u32"));
+    }
+
+    #[tokio::test]
+    async fn a_cached_allow_cannot_outlive_the_token() {
+        // The clock stands at 1_800_000_010; the leeway is 30 s, as in the authorizer.
+        let with_exp = |exp: u64| {
+            alice(&["ai_operator"], None).map(|mut p| {
+                p.exp = exp;
+                p
+            })
+        };
+        let sink = Arc::new(MemorySink::default());
+        let p = predictor_with(Box::new(MemoryCounter::default()), sink.clone());
+        for (exp, status) in [
+            (1_800_000_010 - 29, 200),
+            (1_800_000_010 - 30, 401),
+            (1_700_000_000, 401),
+        ] {
+            let r = p
+                .handle(Inbound {
+                    request_id: "req-exp",
+                    principal: with_exp(exp),
+                    content_type: Some("application/json"),
+                    body: br#"{"prompt":"hello"}"#,
+                    source_ip: None,
+                    user_agent: None,
+                })
+                .await;
+            assert_eq!(r.status().as_u16(), status, "exp {exp}: {}", r.body());
+            if status == 401 {
+                assert_eq!(r.headers()["content-type"], "application/problem+json");
+                let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+                assert_eq!(v["title"], "Token expired");
+            }
+        }
+        let recs = sink.records.lock().unwrap().clone();
+        assert_eq!(recs.len(), 3, "every outcome is audited");
+        assert_eq!(
+            recs[1]["reason"],
+            crate::audit::Field::S("token_expired".into())
+        );
+        assert_eq!(
+            recs[1]["decision"],
+            crate::audit::Field::S("unauthenticated".into())
+        );
     }
 
     #[tokio::test]

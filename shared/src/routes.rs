@@ -139,6 +139,7 @@ impl Predictor {
             model: None,
             decision,
             reason,
+            detail: None,
             policy_ids: &[],
             screen: None,
             prompt: None,
@@ -188,6 +189,10 @@ impl Predictor {
             .principal
             .as_ref()
             .ok_or(ApiError::Unauthenticated)?;
+        // As in predict: a cached Allow must not outlive the token.
+        if principal.is_expired(now, self.config.token_leeway) {
+            return Err(ApiError::TokenExpired);
+        }
         // The authorizer decided this route already; the function holds to the same policy.
         if !self.policy.authorize_route(principal, route).allowed {
             return Err(ApiError::Forbidden {
@@ -269,7 +274,7 @@ impl Predictor {
         let counter = self
             .budgets
             .store()
-            .read(&request_counter_key(key, window))
+            .read(&request_counter_key(&key, window))
             .await
             .map_err(unavailable)?;
         let used = counter
@@ -281,7 +286,7 @@ impl Predictor {
             .as_deref()
             .and_then(|t| self.policy.tenant_budget(t).map(|b| (t, b)));
         let scope = BudgetScope {
-            principal: key,
+            principal: &key,
             role: &role,
             tenant,
         };
@@ -405,7 +410,9 @@ mod tests {
 
     fn who(sub: &str, roles: &[&str], tenant: Option<&str>) -> Option<Principal> {
         Some(Principal {
+            issuer: "https://issuer.test/".into(),
             sub: sub.into(),
+            exp: u64::MAX,
             roles: roles.iter().map(|r| r.to_string()).collect(),
             tenant: tenant.map(str::to_owned),
             token_id: "t".into(),

@@ -30,6 +30,9 @@ pub enum SetupError {
     #[cfg(feature = "screen")]
     #[error("prompt screen: {0}")]
     Screen(#[from] crate::screen::ScreenError),
+    #[cfg(feature = "jwks-sync")]
+    #[error("{0}")]
+    Http(String),
 }
 
 /// The process environment, read through `Env`.
@@ -235,10 +238,37 @@ pub async fn gate(
             audience: config.audience,
             leeway: config.leeway,
             max_lifetime: config.max_token_lifetime,
+            claims: config.claims,
         },
         failures: crate::ratelimit::guard::FailureGuard::new(limiter(sdk, &rate), failures),
         audit: audit_log?,
         clock,
+    })
+}
+
+/// jwks-sync's state: configuration, the HTTPS client with the sync's limits, the JWKS secret.
+#[cfg(feature = "jwks-sync")]
+pub fn jwks_syncer(
+    sdk: &aws_config::SdkConfig,
+    env: &ProcessEnv,
+) -> Result<
+    crate::jwks_sync::Syncer<
+        crate::jwks_sync::http::HyperHttp,
+        crate::jwks_sync::store::SecretsManagerStore,
+    >,
+    SetupError,
+> {
+    let config = crate::config::JwksSyncConfig::from_env(env)?;
+    let http = crate::jwks_sync::http::HyperHttp::new(config.timeout, config.max_bytes)
+        .map_err(SetupError::Http)?;
+    let store = crate::jwks_sync::store::SecretsManagerStore::new(
+        crate::aws::SecretsClient::new(sdk),
+        &config.jwks_secret_id,
+    );
+    Ok(crate::jwks_sync::Syncer {
+        config,
+        http,
+        store,
     })
 }
 

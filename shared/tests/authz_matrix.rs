@@ -66,6 +66,9 @@ fn every_cell_of_the_matrix() {
             roles: row.roles.iter().map(|r| r.to_string()).collect(),
             tenant: row.tenant.map(str::to_owned),
             token_id: "t".into(),
+            issuer: "https://issuer.test/".into(),
+            // Far in the future (2096): these principals never expire mid-test.
+            exp: 4_000_000_000,
         };
         for (route, want) in ROUTES.iter().zip(row.routes) {
             let d = store.authorize_route(&p, route);
@@ -100,6 +103,9 @@ fn an_allow_names_the_policy_that_granted_it_and_a_forbid_names_itself() {
         roles: roles.iter().map(|r| r.to_string()).collect(),
         tenant: tenant.map(str::to_owned),
         token_id: "t".into(),
+        issuer: "https://issuer.test/".into(),
+        // Far in the future (2096): these principals never expire mid-test.
+        exp: 4_000_000_000,
     };
     let d = store.authorize_model(&p(&["ai_operator"], None), "claude-sonnet", 256);
     assert_eq!(d.policy_ids, vec!["model-premium-operator".to_string()]);
@@ -114,7 +120,9 @@ fn an_allow_names_the_policy_that_granted_it_and_a_forbid_names_itself() {
 fn each_route_is_granted_by_its_own_policy() {
     let store = PolicyStore::embedded().unwrap();
     let operator = Principal {
+        issuer: "https://issuer.test/".into(),
         sub: "u".into(),
+        exp: u64::MAX,
         roles: vec!["ai_operator".into()],
         tenant: None,
         token_id: "t".into(),

@@ -113,6 +113,7 @@ pub async fn predictor_with_model(
             model_backend: ModelBackendKind::Echo,
             max_body_bytes: 64 * 1024,
             model_timeout: Duration::from_secs(5),
+            token_leeway: Duration::from_secs(30),
             ..config
         },
         rate_fail_open: false,
@@ -187,6 +188,9 @@ pub async fn send_as_operator(
             roles: vec!["ai_operator".into()],
             tenant: None,
             token_id: format!("jti-{rid}"),
+            issuer: "https://issuer.test/".into(),
+            // Far in the future (2096): these principals never expire mid-test.
+            exp: 4_000_000_000,
         }),
         content_type: Some("application/json"),
         body,

@@ -94,6 +94,8 @@ fn aarch64_target_installed() -> bool {
 pub const FUNCTION_BUDGETS: &[(&str, u64)] = &[
     ("authorizer", 10 * 1024 * 1024),
     ("predict", 10 * 1024 * 1024),
+    // Adds an HTTPS client (reqwest, rustls) to the shared core, in its own build.
+    ("jwks-sync", 10 * 1024 * 1024),
 ];
 
 /// `cargo lambda build --release` of each function on its own (so each links only its own
@@ -260,14 +262,24 @@ pub async fn run() -> Result<()> {
     let mut stack = Stack::start(StackOptions {
         ports: Ports::TEST.offset_from_env(),
         reload: false,
-        // Short key refresh periods so the rotation test sees rotations within seconds.
-        extra_env: &[
+        // Short key refresh periods so the rotation tests see rotations within seconds; a short
+        // fetch timeout so the provider-timeout test does not wait 5 s.
+        extra_env: [
             ("GATEHOUSE_KEYS_REFRESH_SECS", "2"),
             ("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", "1"),
-        ],
+            ("GATEHOUSE_JWKS_TIMEOUT_MS", "1000"),
+            // A 1 s leeway, so the expired-token test waits seconds, not half a minute.
+            ("GATEHOUSE_LEEWAY_SECS", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec(),
+        preset: gatehouse::config::claims::Preset::Gatehouse,
+        // The tests run jwks-sync themselves (a schedule would undo the rotation test's puts).
+        sync_every: None,
     })
     .await?;
     let (emulator, gateway) = (stack.emulator.endpoint.clone(), stack.gateway.url());
+    let (issuer, invoke) = (stack.issuer.clone(), stack.invoke_url.clone());
     // Blocking wait off the async workers: the gateway serves the tests from this process.
     let tests = tokio::task::spawn_blocking(move || {
         step(
@@ -276,10 +288,9 @@ pub async fn run() -> Result<()> {
                 .args(["test", "--workspace"])
                 .env("GATEHOUSE_EMULATOR_URL", emulator)
                 .env("GATEHOUSE_GATEWAY_URL", gateway)
-                .env(
-                    "GATEHOUSE_INVOKE_URL",
-                    format!("http://127.0.0.1:{}", Ports::TEST.offset_from_env().invoke),
-                ),
+                .env("GATEHOUSE_INVOKE_URL", invoke)
+                // The test stack's issuer (its local OIDC provider): what dev tokens carry.
+                .env("GATEHOUSE_DEV_ISSUER", issuer),
         )
     });
     // Stop the stack on Ctrl-C or SIGTERM too (a cancelled CI job), so no emulator or watch

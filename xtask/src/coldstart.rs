@@ -135,8 +135,14 @@ async fn measure(
         .cloned()
         .context("the authorizer has no GATEHOUSE_JWKS_SECRET_ID")?;
     bootstrap::put_secret(&sdk, &jwks_secret, &devkeys::public_jwks(&key)).await?;
-    let fn_env = stack::functions_env(template, &emu.endpoint)?;
-    let (issuer, audience) = gatehouse_dev::template::token_claims_from_template()?;
+    // The JWKS is put directly (the manual path): jwks-sync is not measured here.
+    let (issuer, audience) = gatehouse_dev::oidc::dev_token_claims()?;
+    let fn_env = stack::functions_env(
+        template,
+        &emu.endpoint,
+        &issuer,
+        gatehouse::config::claims::Preset::Gatehouse,
+    )?;
     let api = RuntimeApi::start().await?;
     let log = paths::logs_dir().join("coldstart.log");
     std::fs::create_dir_all(paths::logs_dir())?;

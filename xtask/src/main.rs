@@ -21,21 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start the local stack (emulator, functions under cargo lambda watch, gateway on :3000).
-    Dev,
-    /// Print a JWT signed with the dev key (.local/dev-keys/private-jwks.json).
-    Token {
-        #[arg(long)]
-        sub: String,
-        /// Comma-separated roles, e.g. ai_operator,analyst
-        #[arg(long, default_value = "")]
-        roles: String,
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 900)]
-        ttl: u64,
-    },
+    /// Start the local stack (emulator, local OIDC provider, the functions under cargo lambda
+    /// watch, gateway on :3000).
+    Dev(dev::DevArgs),
+    /// Print a JWT signed with the dev key (.local/dev-keys/private-jwks.json) in a provider's
+    /// claim shape; warns on stderr when the local authorizer would refuse it.
+    Token(dev::TokenArgs),
+    /// Print the principal key (<issuer hash>#<tenant>#<sub>) that rate-limit counters and the
+    /// audit log's `principal` use (for `audit-query --principal`).
+    PrincipalKey(dev::PrincipalKeyArgs),
     /// Install what is missing, start the emulator and the stack, run fmt, clippy, every test and
     /// the infra checks, then stop everything.
     Test,
@@ -83,21 +77,9 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Dev => dev::run().await,
-        Cmd::Token {
-            sub,
-            roles,
-            tenant,
-            ttl,
-        } => {
-            let roles: Vec<&str> = roles
-                .split(',')
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .collect();
-            println!("{}", dev::mint_token(&sub, &roles, tenant.as_deref(), ttl)?);
-            Ok(())
-        }
+        Cmd::Dev(args) => dev::run(args).await,
+        Cmd::Token(args) => dev::token(args),
+        Cmd::PrincipalKey(args) => dev::principal_key_cmd(args),
         Cmd::Test => checks::run().await,
         Cmd::Screen => screen::screen_stdin(),
         Cmd::ScreenEval {

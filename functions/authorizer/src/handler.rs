@@ -23,10 +23,13 @@ pub async fn handle<S: JwksSource>(
         lambda_request_id = %event.context.request_id,
         route_key = req.route_key,
         source_ip = req.source_ip.unwrap_or_default(),
-        principal = principal.map(|p| p.sub.as_str()).unwrap_or_default(),
+        principal = principal.map(|p| p.key()).unwrap_or_default(),
+        sub = principal.map(|p| p.sub.as_str()).unwrap_or_default(),
         token_id = principal.map(|p| p.token_id.as_str()).unwrap_or_default(),
         decision = if decision.allowed { "allow" } else { "deny" },
         reason = decision.reason,
+        detail = decision.detail.as_str(),
+        ip_blocked = decision.ip_blocked,
         policy_ids = ?decision.policy_ids,
         "authorizer decision"
     );
@@ -83,12 +86,7 @@ mod tests {
                 .await
                 .unwrap(),
             policy: PolicyStore::embedded().unwrap(),
-            token_policy: TokenPolicy {
-                issuer: "https://issuer.test/".into(),
-                audience: "gatehouse-api".into(),
-                leeway: Duration::from_secs(30),
-                max_lifetime: Duration::from_secs(3600),
-            },
+            token_policy: TokenPolicy::new("https://issuer.test/", "gatehouse-api"),
             failures: FailureGuard::new(
                 RateLimiter::new(Box::new(MemoryCounter::default())),
                 AuthFailureConfig {
@@ -126,15 +124,19 @@ mod tests {
 
     #[tokio::test]
     async fn fixture_with_operator_token_is_allowed_with_context() {
-        let r = decide(&token(&["ai_operator"])).await;
+        let tok = token(&["ai_operator"]);
+        let r = decide(&tok).await;
         assert!(r.is_authorized);
         assert_eq!(r.context["sub"], "alice");
         assert_eq!(r.context["roles"], "ai_operator");
         assert_eq!(r.context["token_id"], "jti-1");
+        assert_eq!(r.context["iss"], "https://issuer.test/");
+        assert!(r.context["exp"].is_u64(), "exp travels as a number");
+        let signature = tok.rsplit('.').next().unwrap();
         assert!(
             !r.context
                 .values()
-                .any(|v| v.as_str().is_some_and(|s| s.contains('.'))),
+                .any(|v| v.to_string().contains(signature)),
             "no token in context"
         );
     }

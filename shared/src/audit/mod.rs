@@ -142,6 +142,9 @@ pub struct AuditEvent<'a> {
     pub model: Option<&'a str>,
     pub decision: Decision,
     pub reason: &'a str,
+    /// The failing check in words (the authorizer's deny detail: which claim, which
+    /// expectation); never a token or a secret. Stored capped, control characters replaced.
+    pub detail: Option<&'a str>,
     pub policy_ids: &'a [String],
     pub screen: Option<&'a ScreenAudit>,
     pub prompt: Option<&'a str>,
@@ -201,6 +204,8 @@ pub fn millis(t: SystemTime) -> u64 {
 
 /// Longest user agent kept; longer ones are cut (they are attacker-controlled).
 const MAX_USER_AGENT: usize = 512;
+/// Longest decision detail kept.
+const MAX_DETAIL: usize = 512;
 
 /// Control characters (CR/LF among them) replaced, so a stored value never forges a line.
 fn neutral(s: &str) -> String {
@@ -232,7 +237,10 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
     f.insert("time".into(), Field::S(record::rfc3339(ts)));
     f.insert("ts_rid".into(), Field::S(record::ts_rid(ts, ev.request_id)));
     if let Some(p) = ev.principal {
-        f.insert("principal".into(), s(&p.sub));
+        // Keyed on issuer + tenant + sub (`Principal::key`): the `by_principal` index never mixes
+        // two issuers' or tenants' users who share a `sub`.
+        f.insert("principal".into(), s(&p.key()));
+        f.insert("sub".into(), Field::S(neutral(&p.sub)));
         f.insert("roles".into(), Field::L(p.roles.clone()));
         f.insert("token_id".into(), s(&p.token_id));
         if let Some(t) = &p.tenant {
@@ -254,6 +262,9 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
         )),
     );
     f.insert("reason".into(), s(ev.reason));
+    if let Some(d) = ev.detail {
+        f.insert("detail".into(), Field::S(neutral(cap(d, MAX_DETAIL).0)));
+    }
     f.insert("policy_ids".into(), Field::L(ev.policy_ids.to_vec()));
     if let Some(sc) = ev.screen {
         f.insert("screen_verdict".into(), s(&sc.verdict));
@@ -478,6 +489,7 @@ mod tests {
             model: Some("echo"),
             decision: Decision::Allowed,
             reason: "ok",
+            detail: None,
             policy_ids: &[],
             screen: None,
             prompt: Some("héllo wörld, a long prompt"),
@@ -491,10 +503,12 @@ mod tests {
 
     fn alice() -> Principal {
         Principal {
+            issuer: "https://issuer.test/".into(),
             sub: "alice".into(),
             roles: vec!["ai_operator".into()],
             tenant: None,
             token_id: "jti-1".into(),
+            exp: 1_800_000_600,
         }
     }
 

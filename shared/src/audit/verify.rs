@@ -240,6 +240,7 @@ mod tests {
             model: None,
             decision: Decision::Denied,
             reason: "bad_signature",
+            detail: None,
             policy_ids: &[],
             screen: None,
             prompt: None,

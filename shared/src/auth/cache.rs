@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::error::{AuthError, SourceError};
 use super::keys::KeyRing;
-use super::{Principal, TokenPolicy, verify};
+use super::{AuthFailure, Identity, TokenPolicy, verify};
 use crate::clock::Clock;
 
 /// Where the JWKS comes from (Secrets Manager in production, a fake in tests).
@@ -153,7 +153,7 @@ impl<S: JwksSource> KeyCache<S> {
         &self,
         policy: &TokenPolicy,
         authorization_header: &str,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<Identity, AuthFailure> {
         let now = self.clock.now();
         let mut snap = self.snapshot().await;
         let age = elapsed(snap.fetched_at, now);
@@ -164,10 +164,10 @@ impl<S: JwksSource> KeyCache<S> {
             }
         }
         if elapsed(snap.fetched_at, now) > self.config.max_staleness {
-            return Err(AuthError::KeysUnavailable);
+            return Err(AuthError::KeysUnavailable.into());
         }
         match verify(&snap.ring, policy, authorization_header, now) {
-            Err(AuthError::UnknownKid) => {
+            Err(f) if f.error == AuthError::UnknownKid => {
                 if self
                     .refresh(Trigger::UnknownKid, snap.generation, true)
                     .await
@@ -175,7 +175,7 @@ impl<S: JwksSource> KeyCache<S> {
                     let snap = self.snapshot().await;
                     verify(&snap.ring, policy, authorization_header, now)
                 } else {
-                    Err(AuthError::UnknownKid)
+                    Err(f)
                 }
             }
             other => other,

@@ -1,5 +1,8 @@
-//! Typed, strict claim validation. Each claim is read with the exact JSON type it must have;
-//! anything else is `invalid_claim` (never coerced), and repeated keys are `duplicate_key`.
+//! Typed, strict claim validation. Registered claims are read with the exact JSON type they
+//! must have; the claims the mapping points at (roles, tenant, scopes, client, access-token
+//! marker) are captured as duplicate-free JSON and then type-checked against the one shape the
+//! configuration gives them. Anything else is `invalid_claim` (never coerced), and repeated keys
+//! are `duplicate_key` at any depth.
 
 use crate::clock::unix_secs;
 use std::borrow::Cow;
@@ -8,11 +11,13 @@ use std::time::SystemTime;
 
 use aws_lc_rs::digest;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 use super::error::AuthError;
-use super::strict_json::{Ctx, Ignore, SeenKeys, Str, Violation};
+use super::strict_json::{Ctx, Ignore, SeenKeys, Str, StrictValue, Violation};
 use super::token::VerifiedToken;
-use super::{Principal, TokenPolicy};
+use super::{AuthFailure, Identity, Principal, TokenPolicy};
+use crate::config::claims::{ClaimMapping, ClaimPath, ClaimShape, ClaimSource, is_scope_token};
 
 /// Claims as read from the payload, before policy checks.
 #[derive(Default, Debug)]
@@ -24,15 +29,15 @@ struct RawClaims<'a> {
     nbf: Option<u64>,
     iat: Option<u64>,
     sub: Option<Cow<'a, str>>,
-    roles: Option<Vec<String>>,
-    role: Option<Cow<'a, str>>,
-    tenant: Option<Cow<'a, str>>,
     jti: Option<Cow<'a, str>>,
+    /// Top-level claims the mapping reads, as strict JSON values.
+    mapped: Vec<(Cow<'a, str>, Value)>,
 }
 
 struct ClaimsSeed<'c> {
     ctx: &'c Ctx,
     audience: &'c str,
+    mapping: &'c ClaimMapping,
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
@@ -81,14 +86,6 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     let v = typed(ctx, &mut map, "sub", StrSeed)?;
                     put(ctx, &mut c.sub, v)?;
                 }
-                "role" => {
-                    let v = typed(ctx, &mut map, "role", StrSeed)?;
-                    put(ctx, &mut c.role, v)?;
-                }
-                "tenant" => {
-                    let v = typed(ctx, &mut map, "tenant", StrSeed)?;
-                    put(ctx, &mut c.tenant, v)?;
-                }
                 "jti" => {
                     let v = typed(ctx, &mut map, "jti", StrSeed)?;
                     put(ctx, &mut c.jti, v)?;
@@ -116,15 +113,16 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     )?;
                     put(ctx, &mut c.aud, v)?;
                 }
-                "roles" => {
-                    let v = typed(ctx, &mut map, "roles", RolesSeed)?;
-                    put(ctx, &mut c.roles, v)?;
-                }
-                _ => {
-                    if !seen.insert(key) {
+                name => {
+                    if !seen.insert(key.clone()) {
                         return Err(ctx.duplicate());
                     }
-                    map.next_value_seed(Ignore(ctx))?;
+                    if self.mapping.wants(name) {
+                        let v = map.next_value_seed(StrictValue(ctx))?;
+                        c.mapped.push((key, v));
+                    } else {
+                        map.next_value_seed(Ignore(ctx))?;
+                    }
                 }
             }
         }
@@ -203,44 +201,213 @@ impl<'de> Visitor<'de> for AudSeed<'_> {
     }
 }
 
-/// `roles`: an array of non-empty strings.
-struct RolesSeed;
+const SUB_EXPECTED: &str =
+    "a non-empty string of at most 256 characters without control characters";
+const IDENTIFIER: &str = "identifiers ([A-Za-z0-9_.:@-], 1-64 characters, at most 32)";
 
-impl<'de> DeserializeSeed<'de> for RolesSeed {
-    type Value = Vec<String>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
+fn claim_name(path: &ClaimPath) -> Cow<'static, str> {
+    Cow::Owned(path.as_str().to_owned())
 }
 
-impl<'de> Visitor<'de> for RolesSeed {
-    type Value = Vec<String>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of strings")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(16));
-        while let Some(Str(r)) = seq.next_element::<Str<'de>>()? {
-            if r.is_empty() {
-                return Err(de::Error::custom("empty role"));
+/// The value at `path` among the captured claims; `Err` when a member along the path is not an
+/// object (the path cannot be followed: an ill-typed claim).
+fn lookup<'v>(
+    mapped: &'v [(Cow<'_, str>, Value)],
+    path: &ClaimPath,
+) -> Result<Option<&'v Value>, AuthError> {
+    let mut segments = path.segments().iter();
+    let Some(first) = segments.next() else {
+        return Ok(None);
+    };
+    let Some(mut v) = mapped.iter().find(|(k, _)| k == first).map(|(_, v)| v) else {
+        return Ok(None);
+    };
+    for seg in segments {
+        match v {
+            Value::Object(o) => match o.get(seg) {
+                Some(next) => v = next,
+                None => return Ok(None),
+            },
+            _ => {
+                return Err(AuthError::invalid(
+                    claim_name(path),
+                    "an object at every level of the claim path",
+                ));
             }
-            out.push(r.into_owned());
         }
-        Ok(out)
+    }
+    Ok(Some(v))
+}
+
+/// The strings of a claim in its configured shape; `what` names the items for the reason.
+fn strings_of(v: &Value, src: &ClaimSource, what: &'static str) -> Result<Vec<String>, AuthError> {
+    let bad = || AuthError::invalid(claim_name(&src.path), shaped(src.shape, what));
+    let items: Vec<String> = match (src.shape, v) {
+        (ClaimShape::Array, Value::Array(items)) => items
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        (ClaimShape::String, Value::String(s)) => vec![s.clone()],
+        // RFC 6749 §3.3: scope-token *( SP scope-token ); empty tokens (double spaces) are refused.
+        (ClaimShape::SpaceDelimited, Value::String(s)) => s.split(' ').map(str::to_owned).collect(),
+        _ => return Err(bad()),
+    };
+    if items.iter().any(String::is_empty) {
+        return Err(bad());
+    }
+    Ok(items)
+}
+
+/// "an array of <what>" and so on: the expectation of a claim of this shape.
+fn shaped(shape: ClaimShape, what: &str) -> String {
+    match shape {
+        ClaimShape::Array => format!("an array of {what}"),
+        ClaimShape::String => format!("one string of {what}"),
+        ClaimShape::SpaceDelimited => format!("a string of space-separated {what}"),
     }
 }
 
-/// Parses the verified payload and applies `policy` at time `now`.
+/// Roles from the first (and only) present roles claim; none present is no roles.
+fn roles_of(mapped: &[(Cow<'_, str>, Value)], m: &ClaimMapping) -> Result<Vec<String>, AuthError> {
+    let mut found: Option<(&ClaimSource, &Value)> = None;
+    for src in &m.roles {
+        if let Some(v) = lookup(mapped, &src.path)? {
+            if found.is_some() {
+                let names: Vec<&str> = m.roles.iter().map(|r| r.path.as_str()).collect();
+                return Err(AuthError::invalid(
+                    claim_name(&src.path),
+                    format!("only one of {}", names.join(", ")),
+                ));
+            }
+            found = Some((src, v));
+        }
+    }
+    let Some((src, v)) = found else {
+        return Ok(Vec::new());
+    };
+    let roles = strings_of(v, src, IDENTIFIER)?;
+    // Roles travel to predict as one comma-joined authorizer context value, and roles, tenant and
+    // sub land in logs and audit records: only plain identifiers pass, so a role such as
+    // "x,ai_operator" cannot turn into two roles downstream.
+    if roles.len() > 32 || !roles.iter().all(|r| is_identifier(r)) {
+        return Err(AuthError::invalid(
+            claim_name(&src.path),
+            shaped(src.shape, IDENTIFIER),
+        ));
+    }
+    Ok(roles)
+}
+
+fn tenant_of(
+    mapped: &[(Cow<'_, str>, Value)],
+    m: &ClaimMapping,
+) -> Result<Option<String>, AuthError> {
+    let Some(path) = &m.tenant else {
+        return Ok(None);
+    };
+    match lookup(mapped, path)? {
+        None => Ok(None),
+        Some(Value::String(t)) if is_identifier(t) => Ok(Some(t.clone())),
+        Some(_) => Err(AuthError::invalid(
+            claim_name(path),
+            "one identifier ([A-Za-z0-9_.:@-], 1-64 characters)",
+        )),
+    }
+}
+
+fn scopes_of(mapped: &[(Cow<'_, str>, Value)], m: &ClaimMapping) -> Result<Vec<String>, AuthError> {
+    let Some(src) = &m.scopes else {
+        return Ok(Vec::new());
+    };
+    let Some(v) = lookup(mapped, &src.path)? else {
+        return Ok(Vec::new());
+    };
+    let scopes = strings_of(v, src, "RFC 6749 scope tokens")?;
+    if scopes.len() > 100 || !scopes.iter().all(|s| is_scope_token(s)) {
+        return Err(AuthError::invalid(
+            claim_name(&src.path),
+            "at most 100 RFC 6749 scope tokens",
+        ));
+    }
+    Ok(scopes)
+}
+
+/// A top-level claim that must be the string `expected`.
+fn exact_claim(
+    mapped: &[(Cow<'_, str>, Value)],
+    name: &str,
+    expected: &str,
+    mismatch: fn(Cow<'static, str>, String) -> AuthError,
+) -> Result<(), AuthError> {
+    let owned = || Cow::Owned(name.to_owned());
+    match mapped.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+        None => Err(AuthError::MissingClaim(owned())),
+        Some(Value::String(s)) if s == expected => Ok(()),
+        Some(Value::String(_)) => Err(mismatch(owned(), expected.to_owned())),
+        Some(_) => Err(AuthError::invalid(owned(), "a string")),
+    }
+}
+
+/// `aud` must contain the audience; a token without `aud` may instead name an allowed client
+/// (API Gateway's JWT authorizer rule: `client_id` only when `aud` is absent).
+fn check_audience(
+    aud: Option<bool>,
+    mapped: &[(Cow<'_, str>, Value)],
+    policy: &TokenPolicy,
+) -> Result<(), AuthError> {
+    let m = &policy.claims;
+    match aud {
+        Some(true) => Ok(()),
+        Some(false) => Err(AuthError::WrongAudience {
+            claim: Cow::Borrowed("aud"),
+            expected: format!("to contain {:?}", policy.audience),
+        }),
+        None if m.allowed_clients.is_empty() => Err(AuthError::MissingClaim(Cow::Borrowed("aud"))),
+        None => {
+            let name = || Cow::Owned(m.client_id_claim.clone());
+            match mapped
+                .iter()
+                .find(|(k, _)| *k == m.client_id_claim)
+                .map(|(_, v)| v)
+            {
+                None => Err(AuthError::MissingClaim(name())),
+                Some(Value::String(c)) if m.allowed_clients.iter().any(|a| a == c) => Ok(()),
+                Some(Value::String(_)) => Err(AuthError::WrongAudience {
+                    claim: name(),
+                    expected: "one of GATEHOUSE_ALLOWED_CLIENT_IDS (the token has no `aud`)".into(),
+                }),
+                Some(_) => Err(AuthError::invalid(name(), "a string")),
+            }
+        }
+    }
+}
+
+/// `typ` values compare case-insensitively, with the `application/` prefix optional
+/// (RFC 7515 §4.1.9).
+fn same_media_type(a: &str, b: &str) -> bool {
+    let strip = |s: &str| {
+        let l = s.to_ascii_lowercase();
+        l.strip_prefix("application/")
+            .map(str::to_owned)
+            .unwrap_or(l)
+    };
+    strip(a) == strip(b)
+}
+
+/// Parses the verified payload and applies `policy` at time `now`. On failure after the subject
+/// was read, the failure carries the principal (signature verified: we know who it is).
 pub fn validate_claims(
     verified: &VerifiedToken<'_>,
     policy: &TokenPolicy,
     now: SystemTime,
-) -> Result<Principal, AuthError> {
+) -> Result<Identity, AuthFailure> {
+    let m = &policy.claims;
     let ctx = Ctx::default();
     let mut de = serde_json::Deserializer::from_slice(&verified.payload);
     let parsed = ClaimsSeed {
         ctx: &ctx,
         audience: &policy.audience,
+        mapping: m,
     }
     .deserialize(&mut de)
     .and_then(|c| de.end().map(|()| c));
@@ -251,84 +418,138 @@ pub fn validate_claims(
                 Some(Violation::Duplicate) => AuthError::DuplicateKey,
                 // A syntax error inside a claim value is still a malformed token.
                 Some(Violation::InvalidClaim(name)) if !e.is_syntax() && !e.is_eof() => {
-                    AuthError::InvalidClaim(name)
+                    AuthError::invalid(name, expected_of(name))
                 }
                 _ => AuthError::MalformedToken,
-            });
+            }
+            .into());
         }
     };
 
-    let now = unix_secs(now);
-    let leeway = policy.leeway.min(TokenPolicy::MAX_LEEWAY).as_secs();
-
-    // Presence first, so the reason names the first missing claim deterministically.
-    let exp = c.exp.ok_or(AuthError::MissingClaim("exp"))?;
-    // iat is required: without it the maximum lifetime cannot be enforced.
-    let iat = c.iat.ok_or(AuthError::MissingClaim("iat"))?;
-    let iss = c.iss.ok_or(AuthError::MissingClaim("iss"))?;
-    let aud_ok = c.aud.ok_or(AuthError::MissingClaim("aud"))?;
-    let sub = c.sub.ok_or(AuthError::MissingClaim("sub"))?;
-
-    if iss != policy.issuer.as_str() {
-        return Err(AuthError::WrongIssuer);
+    // Who, first: every later denial can then name the principal.
+    let sub = c.sub.ok_or(AuthError::MissingClaim(Cow::Borrowed("sub")))?;
+    if sub.is_empty() || sub.len() > 256 || sub.chars().any(char::is_control) {
+        return Err(AuthError::invalid("sub", SUB_EXPECTED).into());
     }
-    if !aud_ok {
-        return Err(AuthError::WrongAudience);
-    }
-    if exp.saturating_add(leeway) <= now {
-        return Err(AuthError::Expired);
-    }
-    if let Some(nbf) = c.nbf
-        && nbf > now.saturating_add(leeway)
-    {
-        return Err(AuthError::NotYetValid);
-    }
-    if iat > now.saturating_add(leeway) {
-        return Err(AuthError::IssuedInFuture);
-    }
-    if exp < iat {
-        return Err(AuthError::InvalidClaim("exp"));
-    }
-    if exp - iat > policy.max_lifetime.as_secs() {
-        return Err(AuthError::LifetimeTooLong);
-    }
-    if sub.is_empty() {
-        return Err(AuthError::InvalidClaim("sub"));
-    }
-    let roles = match (c.roles, c.role) {
-        (Some(_), Some(_)) => return Err(AuthError::InvalidClaim("roles")),
-        (Some(roles), None) => roles,
-        (None, Some(role)) if role.is_empty() => return Err(AuthError::InvalidClaim("role")),
-        (None, Some(role)) => vec![role.into_owned()],
-        (None, None) => Vec::new(),
-    };
-    // Roles travel to predict as one comma-joined authorizer context value, and roles, tenant and
-    // sub land in logs and audit records: only plain identifiers pass, so a role such as
-    // "x,ai_operator" cannot turn into two roles downstream.
-    if roles.len() > 32 || !roles.iter().all(|r| is_identifier(r)) {
-        return Err(AuthError::InvalidClaim("roles"));
-    }
-    let tenant = match c.tenant {
-        Some(t) if !is_identifier(&t) => return Err(AuthError::InvalidClaim("tenant")),
-        t => t.map(Cow::into_owned),
-    };
-    if sub.len() > 256 || sub.chars().any(char::is_control) {
-        return Err(AuthError::InvalidClaim("sub"));
-    }
+    let iss = c.iss.ok_or(AuthError::MissingClaim(Cow::Borrowed("iss")))?;
+    let roles = roles_of(&c.mapped, m);
+    let tenant = tenant_of(&c.mapped, m);
     let token_id = match c.jti {
         // jti ends up in audit logs: refuse control characters (CR/LF log injection) and junk.
         Some(j) if j.is_empty() || j.len() > 256 || j.chars().any(char::is_control) => {
-            return Err(AuthError::InvalidClaim("jti"));
+            Err(AuthError::invalid(
+                "jti",
+                "a non-empty string of at most 256 characters without control characters",
+            ))
         }
-        Some(j) => j.into_owned(),
-        None => token_hash_id(verified.token),
+        Some(j) => Ok(j.into_owned()),
+        None => Ok(token_hash_id(verified.token)),
     };
-    Ok(Principal {
+    let principal = Principal {
+        issuer: iss.into_owned(),
         sub: sub.into_owned(),
-        roles,
-        tenant,
-        token_id,
-    })
+        roles: roles.clone().unwrap_or_default(),
+        tenant: tenant.as_ref().ok().cloned().flatten(),
+        token_id: token_id
+            .clone()
+            .unwrap_or_else(|_| token_hash_id(verified.token)),
+        exp: c.exp.unwrap_or(0),
+    };
+    let checked = check(
+        &c.mapped, c.aud, c.exp, c.nbf, c.iat, &principal, verified, policy, now,
+    )
+    .and_then(|()| roles.map(drop))
+    .and_then(|()| tenant.map(drop))
+    .and_then(|()| token_id.map(drop))
+    .and_then(|()| scopes_of(&c.mapped, m));
+    match checked {
+        Ok(scopes) => Ok(Identity { principal, scopes }),
+        Err(error) => Err(AuthFailure {
+            error,
+            principal: Some(Box::new(principal)),
+        }),
+    }
+}
+
+/// What a registered claim that failed its type check should have been.
+fn expected_of(name: &str) -> &'static str {
+    match name {
+        "exp" | "nbf" | "iat" => "a non-negative integer NumericDate (RFC 7519 §2)",
+        "aud" => "a string or a non-empty array of strings",
+        _ => "a string",
+    }
+}
+
+/// Issuer, audience, times, token type and required claims, in that order.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    mapped: &[(Cow<'_, str>, Value)],
+    aud: Option<bool>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+    principal: &Principal,
+    verified: &VerifiedToken<'_>,
+    policy: &TokenPolicy,
+    now: SystemTime,
+) -> Result<(), AuthError> {
+    let m = &policy.claims;
+    let exp = exp.ok_or(AuthError::MissingClaim(Cow::Borrowed("exp")))?;
+    // iat is required: without it the maximum lifetime cannot be enforced.
+    let iat = iat.ok_or(AuthError::MissingClaim(Cow::Borrowed("iat")))?;
+    if principal.issuer != policy.issuer {
+        return Err(AuthError::WrongIssuer {
+            expected: policy.issuer.clone(),
+        });
+    }
+    check_audience(aud, mapped, policy)?;
+
+    let now = unix_secs(now);
+    let leeway = policy.leeway.min(TokenPolicy::MAX_LEEWAY).as_secs();
+    if exp.saturating_add(leeway) <= now {
+        return Err(AuthError::Expired { exp, now, leeway });
+    }
+    if let Some(nbf) = nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(AuthError::NotYetValid { nbf, now, leeway });
+    }
+    if iat > now.saturating_add(leeway) {
+        return Err(AuthError::IssuedInFuture { iat, now, leeway });
+    }
+    if exp < iat {
+        return Err(AuthError::invalid("exp", "a time after `iat`"));
+    }
+    let max = policy.max_lifetime.as_secs();
+    if exp - iat > max {
+        return Err(AuthError::LifetimeTooLong {
+            lifetime: exp - iat,
+            max,
+        });
+    }
+
+    if let Some((claim, value)) = &m.access_token_claim {
+        exact_claim(mapped, claim, value, |claim, expected| {
+            AuthError::WrongTokenType { claim, expected }
+        })?;
+    }
+    if let Some(typ) = &m.required_typ
+        && !verified
+            .typ
+            .as_deref()
+            .is_some_and(|t| same_media_type(t, typ))
+    {
+        return Err(AuthError::WrongTokenType {
+            claim: Cow::Borrowed("header `typ`"),
+            expected: typ.clone(),
+        });
+    }
+    for (claim, value) in &m.required_claims {
+        exact_claim(mapped, claim, value, |claim, expected| {
+            AuthError::WrongClaimValue { claim, expected }
+        })?;
+    }
+    Ok(())
 }
 
 /// 1–64 characters of `[A-Za-z0-9_.:@-]`: what role and tenant names are made of.

@@ -1,8 +1,9 @@
 //! Hardened JWT verification for the Lambda authorizer (DESIGN §3.1).
 //!
 //! Pipeline: `parse_authorization` (exact `Bearer <jws>`, 8 KiB cap) → `verify_signature`
-//! (strict header, kid → ring key, header alg must equal the key's alg, signature via
-//! jsonwebtoken/aws-lc) → `validate_claims` (typed claims, duplicate keys rejected, policy).
+//! (strict header, kid → ring key, header alg must equal the key's alg, no `crit`, no `cty`,
+//! signature via jsonwebtoken/aws-lc) → `validate_claims` (typed claims, duplicate keys
+//! rejected, the claim mapping of `crate::config::claims`, policy).
 //! `KeyCache` wraps a `KeyRing` with TTL refresh, rate-limited unknown-kid refresh and a
 //! fail-closed maximum staleness.
 
@@ -10,7 +11,7 @@ mod cache;
 mod claims;
 mod error;
 mod keys;
-mod strict_json;
+pub(crate) mod strict_json;
 mod token;
 
 #[cfg(test)]
@@ -26,18 +27,65 @@ pub use error::{AuthError, KeyError, SourceError};
 pub use keys::{KeyOrigin, KeyRing, RingReport, SkipReason, SkippedKey};
 pub use token::{MAX_TOKEN_BYTES, VerifiedToken, parse_authorization, verify_signature};
 
+pub use crate::config::claims::ClaimMapping;
 pub use crate::principal::Principal;
+
+/// A token whose signature and claims verified: the principal, and the scopes it grants (scopes
+/// stay in the authorizer, where routes are decided; predict does not need them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub principal: Principal,
+    pub scopes: Vec<String>,
+}
+
+impl Identity {
+    /// The first scope of `required` this identity lacks (RFC 6750 `insufficient_scope`).
+    pub fn missing_scope<'r>(&self, required: &'r [String]) -> Option<&'r str> {
+        required
+            .iter()
+            .find(|r| !self.scopes.iter().any(|s| s == *r))
+            .map(String::as_str)
+    }
+}
+
+/// A failed verification: what failed and, when the signature verified and the token named a
+/// subject, who it was (for the deny log and audit record; never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct AuthFailure {
+    pub error: AuthError,
+    pub principal: Option<Box<Principal>>,
+}
+
+impl AuthFailure {
+    pub fn reason(&self) -> &'static str {
+        self.error.reason()
+    }
+}
+
+impl From<AuthError> for AuthFailure {
+    fn from(error: AuthError) -> Self {
+        Self {
+            error,
+            principal: None,
+        }
+    }
+}
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone)]
 pub struct TokenPolicy {
     pub issuer: String,
+    /// Expected in `aud` (a token without `aud` may instead name one of
+    /// `claims.allowed_clients`).
     pub audience: String,
     /// Clock-skew allowance for exp/nbf/iat (default 30 s). Values above `MAX_LEEWAY` (30 s) are
     /// clamped to it: the design allows seconds of skew, never a minute.
     pub leeway: Duration,
     /// Longest accepted `exp - iat` (default 3600 s).
     pub max_lifetime: Duration,
+    /// Where roles, tenant, scopes and the client come from; access-token checks.
+    pub claims: ClaimMapping,
 }
 
 impl TokenPolicy {
@@ -51,6 +99,7 @@ impl TokenPolicy {
             audience: audience.into(),
             leeway: Self::DEFAULT_LEEWAY,
             max_lifetime: Self::DEFAULT_MAX_LIFETIME,
+            claims: ClaimMapping::default(),
         }
     }
 }
@@ -61,7 +110,7 @@ pub fn verify(
     policy: &TokenPolicy,
     authorization_header: &str,
     now: SystemTime,
-) -> Result<Principal, AuthError> {
+) -> Result<Identity, AuthFailure> {
     let token = parse_authorization(authorization_header)?;
     let verified = verify_signature(ring, token)?;
     validate_claims(&verified, policy, now)

@@ -210,6 +210,15 @@ pub(crate) enum StrictError {
     Invalid,
 }
 
+impl std::fmt::Display for StrictError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Duplicate => "a JSON object repeats a key",
+            Self::Invalid => "not valid JSON",
+        })
+    }
+}
+
 /// Parses a whole document into a `Value`, rejecting duplicate keys and trailing data.
 pub(crate) fn parse_value(input: &[u8]) -> Result<serde_json::Value, StrictError> {
     let ctx = Ctx::default();

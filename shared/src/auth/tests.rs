@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::config::claims::Preset;
 
 const NOW: u64 = 1_800_000_000;
 const ISS: &str = "https://issuer.example";
@@ -202,6 +203,11 @@ fn policy() -> TokenPolicy {
     TokenPolicy::new(ISS, AUD)
 }
 
+/// The reason code of a verification (`Ok(())` when it verified).
+fn why<T>(r: Result<T, AuthFailure>) -> Result<(), &'static str> {
+    r.map(drop).map_err(|f| f.reason())
+}
+
 struct Fixture {
     hs: TestKey,
     hs512: TestKey,
@@ -358,6 +364,14 @@ fn attack_table() {
         // crit, duplicates.
         ("crit unknown", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","crit":["exp"],"exp":1})), &c.to_string())), Err("unsupported_crit")),
         ("crit empty", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","crit":[]})), &c.to_string())), Err("unsupported_crit")),
+        // Content types the verifier does not implement: a nested JWT (`cty: JWT`) must not be
+        // read as if its payload were plain claims; no other `cty` is implemented either.
+        ("cty JWT (nested token)", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","cty":"JWT"})), &c.to_string())), Err("unsupported_cty")),
+        ("cty jwt lowercase", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","cty":"jwt"})), &c.to_string())), Err("unsupported_cty")),
+        ("cty json", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","cty":"application/json"})), &c.to_string())), Err("unsupported_cty")),
+        ("cty null", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","cty":null})), &c.to_string())), Err("unsupported_cty")),
+        ("nested JWT as payload", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","cty":"JWT"})), &format!("\"{hs_valid}\""))), Err("unsupported_cty")),
+        ("typ not a string", bearer(&f.hs.token_raw(&hdr(json!({"alg":"HS256","kid":"hs-1","typ":1})), &c.to_string())), Err("malformed_token")),
         ("duplicate header alg", bearer(&f.hs.token_raw(r#"{"alg":"none","kid":"hs-1","alg":"HS256"}"#, &c.to_string())), Err("duplicate_key")),
         ("duplicate header kid", bearer(&f.hs.token_raw(r#"{"alg":"HS256","kid":"evil","kid":"hs-1"}"#, &c.to_string())), Err("duplicate_key")),
         ("duplicate header typ", bearer(&f.hs.token_raw(r#"{"alg":"HS256","kid":"hs-1","typ":"JWT","typ":"x"}"#, &c.to_string())), Err("duplicate_key")),
@@ -407,6 +421,13 @@ fn attack_table() {
         ("jti with CRLF", bearer(&f.hs.token(&with(c.clone(), "jti", json!("a\r\nb")))), Err("invalid_claim")),
         ("role with a comma (would split downstream)", bearer(&f.hs.token(&with(c.clone(), "roles", json!(["analyst", "x,ai_operator"])))), Err("invalid_claim")),
         ("role with a space", bearer(&f.hs.token(&with(c.clone(), "roles", json!(["ai operator"])))), Err("invalid_claim")),
+        ("roles null", bearer(&f.hs.token(&with(c.clone(), "roles", Value::Null))), Err("invalid_claim")),
+        ("role null", bearer(&f.hs.token(&with(without(c.clone(), "roles"), "role", Value::Null))), Err("invalid_claim")),
+        ("tenant null", bearer(&f.hs.token(&with(c.clone(), "tenant", Value::Null))), Err("invalid_claim")),
+        ("33 roles", bearer(&f.hs.token(&with(c.clone(), "roles", json!((0..33).map(|i| format!("r{i}")).collect::<Vec<_>>())))), Err("invalid_claim")),
+        ("duplicate tenant", bearer(&f.hs.token_raw(&f.hs.header(), &format!(r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","iat":{},"exp":{},"tenant":"a","tenant":"b"}}"#, NOW, NOW + 60))), Err("duplicate_key")),
+        ("scope with a double space", bearer(&f.hs.token(&with(c.clone(), "scope", json!("a  b")))), Err("invalid_claim")),
+        ("scope an array (string expected)", bearer(&f.hs.token(&with(c.clone(), "scope", json!(["a"])))), Err("invalid_claim")),
         ("tenant with a newline", bearer(&f.hs.token(&with(c.clone(), "tenant", json!("acme\nx")))), Err("invalid_claim")),
         ("sub with CRLF", bearer(&f.hs.token(&with(c.clone(), "sub", json!("u\r\nfake log line")))), Err("invalid_claim")),
     ];
@@ -415,7 +436,7 @@ fn attack_table() {
     let mut failures = Vec::new();
     for (name, header, expected) in &cases {
         let got = verify(&f.ring, &policy, header, at(NOW));
-        let got_reason = got.as_ref().map(|_| ()).map_err(AuthError::reason);
+        let got_reason = got.as_ref().map(|_| ()).map_err(AuthFailure::reason);
         if got_reason != *expected {
             failures.push(format!("{name}: expected {expected:?}, got {got_reason:?}"));
         }
@@ -442,14 +463,18 @@ fn attack_table() {
 fn principal_fields() {
     let f = fixture();
     let c = with(claims(), "jti", json!("tok-123"));
-    let p = verify(&f.ring, &policy(), &bearer(&f.es.token(&c)), at(NOW)).unwrap();
+    let p = verify(&f.ring, &policy(), &bearer(&f.es.token(&c)), at(NOW))
+        .unwrap()
+        .principal;
     assert_eq!(
         p,
         Principal {
+            issuer: ISS.into(),
             sub: "user-1".into(),
             roles: vec!["reader".into()],
             tenant: Some("t1".into()),
-            token_id: "tok-123".into()
+            token_id: "tok-123".into(),
+            exp: NOW + 600,
         }
     );
 
@@ -460,7 +485,9 @@ fn principal_fields() {
         json!("admin"),
     );
     let tok = f.ed.token(&c);
-    let p = verify(&f.ring, &policy(), &bearer(&tok), at(NOW)).unwrap();
+    let p = verify(&f.ring, &policy(), &bearer(&tok), at(NOW))
+        .unwrap()
+        .principal;
     assert_eq!(p.roles, vec!["admin".to_string()]);
     assert_eq!(p.tenant, None);
     assert_eq!(p.token_id.len(), 16);
@@ -479,7 +506,8 @@ fn principal_fields() {
         &bearer(&f.hs.token(&without(claims(), "roles"))),
         at(NOW),
     )
-    .unwrap();
+    .unwrap()
+    .principal;
     assert!(p.roles.is_empty());
 }
 
@@ -494,7 +522,7 @@ fn configurable_leeway_and_lifetime() {
     let mut p = policy();
     assert!(verify(&f.ring, &p, &tok, at(NOW)).is_ok());
     p.leeway = Duration::ZERO;
-    assert_eq!(verify(&f.ring, &p, &tok, at(NOW)), Err(AuthError::Expired));
+    assert_eq!(why(verify(&f.ring, &p, &tok, at(NOW))), Err("expired"));
     // A generous leeway is clamped to 30 s: expired 60 s ago stays expired.
     p.leeway = Duration::from_secs(120);
     let old = bearer(&f.hs.token(&with(
@@ -502,13 +530,13 @@ fn configurable_leeway_and_lifetime() {
         "iat",
         json!(NOW - 100),
     )));
-    assert_eq!(verify(&f.ring, &p, &old, at(NOW)), Err(AuthError::Expired));
+    assert_eq!(why(verify(&f.ring, &p, &old, at(NOW))), Err("expired"));
     assert!(verify(&f.ring, &p, &tok, at(NOW)).is_ok());
     p.max_lifetime = Duration::from_secs(60);
     let long = bearer(&f.hs.token(&claims()));
     assert_eq!(
-        verify(&f.ring, &p, &long, at(NOW)),
-        Err(AuthError::LifetimeTooLong)
+        why(verify(&f.ring, &p, &long, at(NOW))),
+        Err("lifetime_too_long")
     );
 }
 
@@ -653,8 +681,8 @@ fn current_wins_over_previous_for_same_kid() {
     let p = policy();
     assert!(verify(&ring, &p, &bearer(&cur.token(&claims())), at(NOW)).is_ok());
     assert_eq!(
-        verify(&ring, &p, &bearer(&prev.token(&claims())), at(NOW)),
-        Err(AuthError::BadSignature)
+        why(verify(&ring, &p, &bearer(&prev.token(&claims())), at(NOW))),
+        Err("bad_signature")
     );
     assert!(verify(&ring, &p, &bearer(&prev_only.token(&claims())), at(NOW)).is_ok());
     // Same material in both versions is not a conflict.
@@ -752,8 +780,8 @@ async fn publishing_an_empty_jwks_revokes_at_the_next_refresh() {
     src.set(r#"{"keys":[]}"#.into(), None);
     clock.advance(Duration::from_secs(301));
     assert_eq!(
-        cache.verify(&p, &fresh(&clock)).await,
-        Err(AuthError::UnknownKid)
+        why(cache.verify(&p, &fresh(&clock)).await),
+        Err("unknown_kid")
     );
     // And a stack deployed with the template's empty JWKS starts and denies, rather than crash.
     let (empty_src, clock) = setup(&[], None);
@@ -761,8 +789,8 @@ async fn publishing_an_empty_jwks_revokes_at_the_next_refresh() {
         .await
         .unwrap();
     assert_eq!(
-        empty.verify(&p, &fresh(&clock)).await,
-        Err(AuthError::UnknownKid)
+        why(empty.verify(&p, &fresh(&clock)).await),
+        Err("unknown_kid")
     );
 }
 
@@ -802,8 +830,8 @@ async fn rotation_previous_accepted_then_dropped() {
     clock.advance(Duration::from_secs(2));
     let t = now_secs(&clock);
     assert_eq!(
-        cache.verify(&p, &bearer(&a.token(&claims_at(t)))).await,
-        Err(AuthError::UnknownKid)
+        why(cache.verify(&p, &bearer(&a.token(&claims_at(t)))).await),
+        Err("unknown_kid")
     );
     // One TTL refresh plus one (rate-limited) unknown-kid refresh for key-a.
     assert_eq!(src.fetches(), 3);
@@ -822,8 +850,8 @@ async fn rotation_previous_accepted_then_dropped() {
     assert_eq!(cache.ring().await.kids(), vec!["key-b", "key-c"]);
     // A again right away: rate-limited, no further fetch.
     assert_eq!(
-        cache.verify(&p, &bearer(&a.token(&claims_at(t)))).await,
-        Err(AuthError::UnknownKid)
+        why(cache.verify(&p, &bearer(&a.token(&claims_at(t)))).await),
+        Err("unknown_kid")
     );
     assert_eq!(src.fetches(), 3);
 }
@@ -853,8 +881,8 @@ async fn unknown_kid_refresh_is_rate_limited() {
     clock.advance(Duration::from_secs(10));
     let t = now_secs(&clock);
     assert_eq!(
-        cache.verify(&p, &bearer(&e.token(&claims_at(t)))).await,
-        Err(AuthError::UnknownKid)
+        why(cache.verify(&p, &bearer(&e.token(&claims_at(t)))).await),
+        Err("unknown_kid")
     );
     let junk = forged_hs(
         &json!({"alg":"HS256","kid":"random-kid"}),
@@ -862,8 +890,8 @@ async fn unknown_kid_refresh_is_rate_limited() {
         b"x",
     );
     assert_eq!(
-        cache.verify(&p, &bearer(&junk)).await,
-        Err(AuthError::UnknownKid)
+        why(cache.verify(&p, &bearer(&junk)).await),
+        Err("unknown_kid")
     );
     assert_eq!(src.fetches(), 2);
 
@@ -936,14 +964,14 @@ async fn refresh_failure_serves_stale_then_fails_closed() {
     // Past it: every request fails closed, even a valid token.
     clock.set(at(NOW + 3601));
     assert_eq!(
-        cache.verify(&p, &fresh(&clock)).await,
-        Err(AuthError::KeysUnavailable)
+        why(cache.verify(&p, &fresh(&clock)).await),
+        Err("keys_unavailable")
     );
     let before = src.fetches();
     clock.advance(Duration::from_secs(5));
     assert_eq!(
-        cache.verify(&p, &fresh(&clock)).await,
-        Err(AuthError::KeysUnavailable)
+        why(cache.verify(&p, &fresh(&clock)).await),
+        Err("keys_unavailable")
     );
     assert_eq!(src.fetches(), before, "retry still rate-limited");
 
@@ -956,6 +984,7 @@ async fn refresh_failure_serves_stale_then_fails_closed() {
 
 #[test]
 fn reasons_are_stable_and_unique() {
+    let c = || std::borrow::Cow::Borrowed("exp");
     let all = [
         AuthError::MissingHeader,
         AuthError::MalformedHeader,
@@ -964,17 +993,50 @@ fn reasons_are_stable_and_unique() {
         AuthError::DuplicateKey,
         AuthError::ForbiddenHeader,
         AuthError::UnsupportedCrit,
+        AuthError::UnsupportedCty,
         AuthError::UnknownKid,
         AuthError::AlgMismatch,
         AuthError::BadSignature,
-        AuthError::Expired,
-        AuthError::NotYetValid,
-        AuthError::IssuedInFuture,
-        AuthError::LifetimeTooLong,
-        AuthError::MissingClaim("exp"),
-        AuthError::InvalidClaim("exp"),
-        AuthError::WrongIssuer,
-        AuthError::WrongAudience,
+        AuthError::Expired {
+            exp: 1,
+            now: 2,
+            leeway: 0,
+        },
+        AuthError::NotYetValid {
+            nbf: 2,
+            now: 1,
+            leeway: 0,
+        },
+        AuthError::IssuedInFuture {
+            iat: 2,
+            now: 1,
+            leeway: 0,
+        },
+        AuthError::LifetimeTooLong {
+            lifetime: 2,
+            max: 1,
+        },
+        AuthError::MissingClaim(c()),
+        AuthError::invalid(c(), "x"),
+        AuthError::WrongIssuer {
+            expected: "i".into(),
+        },
+        AuthError::WrongAudience {
+            claim: c(),
+            expected: "a".into(),
+        },
+        AuthError::WrongTokenType {
+            claim: c(),
+            expected: "access".into(),
+        },
+        AuthError::WrongClaimValue {
+            claim: c(),
+            expected: "v".into(),
+        },
+        AuthError::InsufficientScope {
+            route: "r".into(),
+            missing: "s".into(),
+        },
         AuthError::KeysUnavailable,
     ];
     let mut seen = HashMap::new();
@@ -986,5 +1048,340 @@ fn reasons_are_stable_and_unique() {
         );
         assert!(seen.insert(r, ()).is_none(), "duplicate reason {r}");
     }
-    assert_eq!(seen.len(), 19);
+    assert_eq!(seen.len(), 23);
+}
+
+// ---- Deny details: which claim, which expectation, and who ----
+
+#[test]
+fn denials_name_the_check_and_the_principal_once_the_signature_verified() {
+    let f = fixture();
+    let p = policy();
+    let fail =
+        |claims: &Value| verify(&f.ring, &p, &bearer(&f.hs.token(claims)), at(NOW)).unwrap_err();
+
+    let e = fail(&with(
+        with(claims(), "exp", json!(NOW - 100)),
+        "iat",
+        json!(NOW - 200),
+    ));
+    assert_eq!(e.reason(), "expired");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "claim `exp`: expired at {}, now {NOW} (leeway 30 s)",
+            NOW - 100
+        )
+    );
+    let who = e
+        .principal
+        .expect("signature verified: the principal is known");
+    assert_eq!((who.sub.as_str(), who.issuer.as_str()), ("user-1", ISS));
+    assert_eq!(who.tenant.as_deref(), Some("t1"));
+
+    let e = fail(&with(claims(), "aud", json!("other-api")));
+    assert_eq!(
+        e.to_string(),
+        format!("claim `aud`: expected to contain {AUD:?}")
+    );
+    assert!(e.principal.is_some());
+    let e = fail(&with(claims(), "iss", json!("https://evil.example")));
+    assert_eq!(
+        e.to_string(),
+        format!("claim `iss`: expected exactly {ISS:?}")
+    );
+    let e = fail(&with(claims(), "roles", json!(["ok", "not ok"])));
+    assert!(
+        e.to_string()
+            .starts_with("claim `roles`: expected an array of identifiers"),
+        "{e}"
+    );
+    assert_eq!(e.principal.as_ref().map(|p| p.roles.len()), Some(0));
+    let e = fail(&with(claims(), "exp", json!("soon")));
+    assert_eq!(e.reason(), "invalid_claim");
+    assert!(
+        e.to_string().contains("`exp`") && e.to_string().contains("NumericDate"),
+        "{e}"
+    );
+    let e = fail(&without(claims(), "iat"));
+    assert_eq!(e.to_string(), "claim `iat`: required but missing");
+    let e = fail(&with(claims(), "exp", json!(NOW + 7200)));
+    assert_eq!(
+        e.to_string(),
+        "claims `exp` - `iat`: lifetime 7210 s exceeds the maximum 3600 s"
+    );
+
+    // No subject, or a bad signature: nobody to name.
+    assert_eq!(fail(&without(claims(), "sub")).principal, None);
+    let forged = forged_hs(&json!({"alg":"HS256","kid":"hs-1"}), &claims(), b"guess");
+    let e = verify(&f.ring, &p, &bearer(&forged), at(NOW)).unwrap_err();
+    assert_eq!((e.reason(), e.principal), ("bad_signature", None));
+    // A value taken from the token never appears in the text.
+    let e = fail(&with(claims(), "aud", json!("SECRET-LOOKING-AUDIENCE")));
+    assert!(!e.to_string().contains("SECRET-LOOKING"));
+}
+
+// ---- Claim mapping: providers' token shapes, same strictness ----
+
+fn mapped(preset: Preset) -> TokenPolicy {
+    TokenPolicy {
+        claims: preset.mapping(),
+        ..policy()
+    }
+}
+
+fn base() -> Value {
+    json!({"iss": ISS, "sub": "user-1", "iat": NOW - 10, "exp": NOW + 600})
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+#[test]
+fn claim_mapping_per_preset() {
+    let f = fixture();
+    let run = |p: &TokenPolicy, claims: Value| {
+        verify(&f.ring, p, &bearer(&f.hs.token(&claims)), at(NOW))
+            .map(|i| (i.principal.roles, i.principal.tenant, i.scopes))
+            .map_err(|e| e.reason())
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    // Cognito access token: no aud, client_id from the allowed list, token_use access.
+    let mut cognito = mapped(Preset::Cognito);
+    cognito.claims.allowed_clients = vec!["app-client-1".into()];
+    let cog = |extra: Value| merge(base(), extra);
+    let access = json!({"client_id": "app-client-1", "token_use": "access", "scope": "openid gatehouse/predict",
+        "cognito:groups": ["ai_operator"], "username": "u"});
+    assert_eq!(
+        run(&cognito, cog(access.clone())),
+        Ok((
+            s(&["ai_operator"]),
+            None,
+            s(&["openid", "gatehouse/predict"])
+        ))
+    );
+    assert_eq!(
+        run(
+            &cognito,
+            cog(merge(access.clone(), json!({"token_use": "id"})))
+        ),
+        Err("wrong_token_type")
+    );
+    assert_eq!(
+        run(&cognito, without(cog(access.clone()), "token_use")),
+        Err("missing_claim")
+    );
+    assert_eq!(
+        run(
+            &cognito,
+            cog(merge(access.clone(), json!({"client_id": "other"})))
+        ),
+        Err("wrong_audience")
+    );
+    assert_eq!(
+        run(&cognito, without(cog(access.clone()), "client_id")),
+        Err("missing_claim")
+    );
+    assert_eq!(
+        run(
+            &cognito,
+            cog(merge(
+                access.clone(),
+                json!({"cognito:groups": "ai_operator"})
+            ))
+        ),
+        Err("invalid_claim")
+    );
+    assert_eq!(
+        run(
+            &cognito,
+            cog(merge(access.clone(), json!({"cognito:groups": ["a,b"]})))
+        ),
+        Err("invalid_claim")
+    );
+    // An ID token carries aud = the client id: with our audience it is still refused (token_use).
+    assert_eq!(
+        run(
+            &cognito,
+            cog(merge(
+                without(access.clone(), "client_id"),
+                json!({"aud": AUD, "token_use": "id"})
+            ))
+        ),
+        Err("wrong_token_type")
+    );
+    // Without an allowed-clients list, a token without aud is refused as before.
+    assert_eq!(
+        run(&mapped(Preset::Cognito), cog(access)),
+        Err("missing_claim")
+    );
+
+    // Keycloak: nested realm roles, `typ: Bearer` marks access tokens.
+    let kc = mapped(Preset::Keycloak);
+    let kct = json!({"aud": AUD, "typ": "Bearer", "azp": "web", "realm_access": {"roles": ["analyst", "offline_access"]}, "scope": "profile email"});
+    assert_eq!(
+        run(&kc, merge(base(), kct.clone())),
+        Ok((
+            s(&["analyst", "offline_access"]),
+            None,
+            s(&["profile", "email"])
+        ))
+    );
+    assert_eq!(
+        run(&kc, merge(base(), merge(kct.clone(), json!({"typ": "ID"})))),
+        Err("wrong_token_type")
+    );
+    assert_eq!(
+        run(
+            &kc,
+            merge(
+                base(),
+                merge(kct.clone(), json!({"realm_access": ["analyst"]}))
+            )
+        ),
+        Err("invalid_claim")
+    );
+    assert_eq!(
+        run(
+            &kc,
+            merge(
+                base(),
+                merge(kct.clone(), json!({"realm_access": {"roles": [1]}}))
+            )
+        ),
+        Err("invalid_claim")
+    );
+    assert_eq!(
+        run(
+            &kc,
+            merge(base(), merge(kct.clone(), json!({"realm_access": {}})))
+        ),
+        Ok((vec![], None, s(&["profile", "email"])))
+    );
+    let dup = f.hs.token_raw(&f.hs.header(), &format!(
+        r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","iat":{},"exp":{},"typ":"Bearer","realm_access":{{"roles":["a"],"roles":["ai_operator"]}}}}"#, NOW, NOW + 60));
+    assert_eq!(
+        verify(&f.ring, &kc, &bearer(&dup), at(NOW))
+            .map(drop)
+            .map_err(|e| e.reason()),
+        Err("duplicate_key")
+    );
+
+    // Entra ID: app roles, tenant id, delegated scopes in a space-separated `scp`.
+    let entra = mapped(Preset::Entra);
+    let et = json!({"aud": AUD, "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "roles": ["ai_operator"], "scp": "Predict.Invoke User.Read", "azp": "c", "ver": "2.0"});
+    assert_eq!(
+        run(&entra, merge(base(), et.clone())),
+        Ok((
+            s(&["ai_operator"]),
+            Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+            s(&["Predict.Invoke", "User.Read"])
+        ))
+    );
+    assert_eq!(
+        run(&entra, merge(base(), merge(et, json!({"scp": ["a"]})))),
+        Err("invalid_claim")
+    );
+
+    // Okta: `groups`, `scp` as an array, client `cid`.
+    let okta = mapped(Preset::Okta);
+    let ot = json!({"aud": "api://default", "cid": "0oa1", "groups": ["analyst"], "scp": ["openid", "gatehouse.predict"]});
+    let okta_aud = TokenPolicy {
+        audience: "api://default".into(),
+        ..okta
+    };
+    assert_eq!(
+        run(&okta_aud, merge(base(), ot.clone())),
+        Ok((s(&["analyst"]), None, s(&["openid", "gatehouse.predict"])))
+    );
+    assert_eq!(
+        run(
+            &okta_aud,
+            merge(base(), merge(ot, json!({"scp": "openid"})))
+        ),
+        Err("invalid_claim")
+    );
+
+    // Auth0: roles in a namespaced claim, tenant from Organizations' org_id.
+    let auth0 = mapped(Preset::Auth0);
+    let at0 = json!({"aud": [AUD, "https://tenant.auth0.com/userinfo"], "azp": "c", "scope": "openid predict",
+        "https://gatehouse/roles": ["ai_operator"], "org_id": "org_abc123"});
+    assert_eq!(
+        run(&auth0, merge(base(), at0)),
+        Ok((
+            s(&["ai_operator"]),
+            Some("org_abc123".into()),
+            s(&["openid", "predict"])
+        ))
+    );
+
+    // Header `typ` (RFC 9068 access tokens), compared with an optional application/ prefix.
+    let mut typ = policy();
+    typ.claims.required_typ = Some("at+jwt".into());
+    let with_typ = |t: &str| {
+        f.hs.token_raw(
+            &json!({"alg": "HS256", "kid": "hs-1", "typ": t}).to_string(),
+            &claims().to_string(),
+        )
+    };
+    let r = |tok: String| {
+        verify(&f.ring, &typ, &bearer(&tok), at(NOW))
+            .map(drop)
+            .map_err(|e| e.reason())
+    };
+    assert_eq!(r(with_typ("at+jwt")), Ok(()));
+    assert_eq!(r(with_typ("application/AT+JWT")), Ok(()));
+    assert_eq!(r(with_typ("JWT")), Err("wrong_token_type"));
+    assert_eq!(
+        r(f.hs.token_raw(
+            &json!({"alg": "HS256", "kid": "hs-1"}).to_string(),
+            &claims().to_string()
+        )),
+        Err("wrong_token_type")
+    );
+
+    // Required claims: exact string values.
+    let mut req = policy();
+    req.claims.required_claims = vec![("acr".into(), "mfa".into())];
+    let r = |c: Value| {
+        verify(&f.ring, &req, &bearer(&f.hs.token(&c)), at(NOW))
+            .map(drop)
+            .map_err(|e| e.reason())
+    };
+    assert_eq!(r(with(claims(), "acr", json!("mfa"))), Ok(()));
+    assert_eq!(
+        r(with(claims(), "acr", json!("pwd"))),
+        Err("wrong_claim_value")
+    );
+    assert_eq!(
+        r(with(claims(), "acr", json!(["mfa"]))),
+        Err("invalid_claim")
+    );
+    assert_eq!(r(claims()), Err("missing_claim"));
+}
+
+#[test]
+fn required_scopes_are_all_needed() {
+    let id = Identity {
+        principal: Principal {
+            issuer: ISS.into(),
+            sub: "u".into(),
+            roles: vec![],
+            tenant: None,
+            token_id: "t".into(),
+            exp: NOW,
+        },
+        scopes: vec!["openid".into(), "gatehouse/predict".into()],
+    };
+    assert_eq!(id.missing_scope(&["gatehouse/predict".into()]), None);
+    assert_eq!(
+        id.missing_scope(&["gatehouse/predict".into(), "gatehouse/admin".into()]),
+        Some("gatehouse/admin")
+    );
+    assert_eq!(id.missing_scope(&[]), None);
 }

@@ -95,6 +95,8 @@ pub(crate) fn b64url(segment: &str) -> Result<Vec<u8>, AuthError> {
 struct RawHeader<'a> {
     alg: Option<Cow<'a, str>>,
     kid: Option<Cow<'a, str>>,
+    typ: Option<Cow<'a, str>>,
+    cty: bool,
     forbidden: bool,
     crit: bool,
 }
@@ -119,12 +121,12 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             let name: &str = key.as_ref();
             match name {
-                "alg" | "kid" => {
+                "alg" | "kid" | "typ" => {
                     let Str(v) = map.next_value::<Str<'de>>()?;
-                    let slot = if name == "alg" {
-                        &mut h.alg
-                    } else {
-                        &mut h.kid
+                    let slot = match name {
+                        "alg" => &mut h.alg,
+                        "kid" => &mut h.kid,
+                        _ => &mut h.typ,
                     };
                     if slot.is_some() {
                         return Err(self.0.duplicate());
@@ -140,6 +142,9 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
                         "jwk" | "jku" | "x5u" | "x5c" => h.forbidden = true,
                         // We implement no extensions, so any `crit` (even empty) is refused.
                         "crit" => h.crit = true,
+                        // Nested JWTs (`cty: JWT`) and other payload types are not implemented:
+                        // reading such a payload as plain claims would be a confusion.
+                        "cty" => h.cty = true,
                         _ => {}
                     }
                     map.next_value_seed(Ignore(self.0))?;
@@ -156,6 +161,9 @@ pub struct VerifiedToken<'t> {
     pub(crate) token: &'t str,
     pub payload: Vec<u8>,
     pub alg: jsonwebtoken::Algorithm,
+    /// The protected header's `typ`, if any (RFC 7515 §4.1.9; `at+jwt` marks RFC 9068 access
+    /// tokens).
+    pub typ: Option<String>,
 }
 
 impl fmt::Debug for VerifiedToken<'_> {
@@ -200,6 +208,9 @@ pub fn verify_signature<'t>(
     if header.crit {
         return Err(AuthError::UnsupportedCrit);
     }
+    if header.cty {
+        return Err(AuthError::UnsupportedCty);
+    }
     let alg = header.alg.ok_or(AuthError::MalformedToken)?;
     let kid = header.kid.ok_or(AuthError::UnknownKid)?;
     let key = ring.get(&kid).ok_or(AuthError::UnknownKid)?;
@@ -218,6 +229,7 @@ pub fn verify_signature<'t>(
             token,
             payload,
             alg: key.alg,
+            typ: header.typ.map(Cow::into_owned),
         }),
         Ok(false) | Err(_) => Err(AuthError::BadSignature),
     }

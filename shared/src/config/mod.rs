@@ -6,6 +6,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod claims;
+#[cfg(feature = "jwks-sync")]
+pub mod jwks_sync;
+#[cfg(feature = "jwks-sync")]
+pub use jwks_sync::{JwksSyncConfig, SyncSource};
 #[cfg(feature = "predict")]
 mod predict;
 #[cfg(feature = "predict")]
@@ -58,12 +63,27 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// `GATEHOUSE_LEEWAY_SECS`: clock skew tolerated on exp/nbf/iat, at most (and by default) 30 s.
+/// Read by the authorizer (token checks) and predict (the `exp` it receives in the context).
+pub fn token_leeway<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Duration, ConfigError> {
+    let leeway = env.secs("GATEHOUSE_LEEWAY_SECS", 30)?;
+    if leeway > Duration::from_secs(30) {
+        return Err(ConfigError::Invalid {
+            name: "GATEHOUSE_LEEWAY_SECS",
+            reason: "leeway above 30 s weakens expiry checks".into(),
+        });
+    }
+    Ok(leeway)
+}
+
 /// Token checks shared by the authorizer's configuration and its tests.
 #[derive(Debug, Clone)]
 pub struct AuthorizerConfig {
     pub jwks_secret_id: String,
     pub issuer: String,
     pub audience: String,
+    /// Roles, tenant, scopes, clients and access-token checks (`claims::ClaimMapping::from_env`).
+    pub claims: claims::ClaimMapping,
     /// Clock skew tolerated on exp/nbf/iat: at most (and by default) 30 s.
     pub leeway: Duration,
     pub max_token_lifetime: Duration,
@@ -74,13 +94,7 @@ pub struct AuthorizerConfig {
 
 impl AuthorizerConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let leeway = env.secs("GATEHOUSE_LEEWAY_SECS", 30)?;
-        if leeway > Duration::from_secs(30) {
-            return Err(ConfigError::Invalid {
-                name: "GATEHOUSE_LEEWAY_SECS",
-                reason: "leeway above 30 s weakens expiry checks".into(),
-            });
-        }
+        let leeway = token_leeway(env)?;
         let keys_refresh = env.secs("GATEHOUSE_KEYS_REFRESH_SECS", 300)?;
         let keys_max_staleness = env.secs("GATEHOUSE_KEYS_MAX_STALENESS_SECS", 3600)?;
         let unknown_kid_refresh_interval = env.secs("GATEHOUSE_UNKNOWN_KID_REFRESH_SECS", 30)?;
@@ -102,6 +116,7 @@ impl AuthorizerConfig {
             jwks_secret_id: env.required("GATEHOUSE_JWKS_SECRET_ID")?,
             issuer: env.required("GATEHOUSE_ISSUER")?,
             audience: env.required("GATEHOUSE_AUDIENCE")?,
+            claims: claims::ClaimMapping::from_env(env)?,
             leeway,
             max_token_lifetime: env.secs("GATEHOUSE_MAX_TOKEN_LIFETIME_SECS", 3600)?,
             keys_refresh,

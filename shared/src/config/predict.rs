@@ -59,6 +59,9 @@ pub struct PredictConfig {
     /// the slug being the section of `docs/problems.md`.
     pub problem_base: String,
     pub suspension: SuspensionConfig,
+    /// Clock skew allowed on the token `exp` the authorizer passes (`GATEHOUSE_LEEWAY_SECS`, as
+    /// the authorizer reads it).
+    pub token_leeway: Duration,
 }
 
 impl PredictConfig {
@@ -76,6 +79,7 @@ impl PredictConfig {
             default_model: env.parsed("GATEHOUSE_DEFAULT_MODEL", "echo".to_owned())?,
             problem_base: problem_base(env)?,
             suspension: suspension(env)?,
+            token_leeway: super::token_leeway(env)?,
         })
     }
 }

@@ -33,10 +33,11 @@ pub const PREDICT_PREFIXES: [&str; 2] = [PRINCIPAL_PREFIX, TENANT_PREFIX];
 /// The prefixes the authorizer's role may write.
 pub const AUTHORIZER_PREFIXES: [&str; 1] = [AUTHFAIL_PREFIX];
 
-/// The counter key of a principal: one place, so the identity that keys counters (today `sub`)
-/// changes in one line.
-pub fn principal_key(p: &crate::principal::Principal) -> &str {
-    &p.sub
+/// The counter key of a principal: [`crate::principal::Principal::key`] (issuer hash, tenant,
+/// subject), the same key the audit trail uses, so the same `sub` from two issuers or tenants
+/// never shares a counter.
+pub fn principal_key(p: &crate::principal::Principal) -> String {
+    p.key()
 }
 
 #[derive(Debug, thiserror::Error)]
