@@ -638,15 +638,19 @@ mod tests {
     fn screen_mode_comes_from_route_then_roles() {
         let entities = ENTITIES_SRC
             .replacen(
-                r#""max_prompt_chars": 4000, "max_tokens": 1024 }"#,
-                r#""max_prompt_chars": 4000, "max_tokens": 1024, "screen_mode": "flag-only" }"#,
+                r#""max_prompt_chars": 4000, "max_tokens": 1024,"#,
+                r#""max_prompt_chars": 4000, "max_tokens": 1024, "screen_mode": "flag-only","#,
                 1,
             )
             .replacen(
-                r#""max_prompt_chars": 8000, "max_tokens": 4096 }"#,
-                r#""max_prompt_chars": 8000, "max_tokens": 4096, "screen_mode": "off" }"#,
+                r#""max_prompt_chars": 8000, "max_tokens": 4096,"#,
+                r#""max_prompt_chars": 8000, "max_tokens": 4096, "screen_mode": "off","#,
                 1,
             );
+        assert_eq!(
+            entities.matches("screen_mode").count(),
+            ENTITIES_SRC.matches("screen_mode").count() + 2
+        );
         let store = PolicyStore::from_sources(SCHEMA_SRC, POLICIES_SRC, &entities).unwrap();
         let route = "POST /v1/predict";
         let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -768,6 +768,11 @@ mod tests {
         r
     }
 
+    /// Alice's counter and budget key (issuer hash#tenant#sub).
+    fn alice_key(tenant: Option<&str>) -> String {
+        crate::principal::principal_key("https://issuer.test/", tenant, "alice")
+    }
+
     fn alice(roles: &[&str], tenant: Option<&str>) -> Option<Principal> {
         Some(Principal {
             issuer: "https://issuer.test/".into(),
@@ -889,11 +894,16 @@ mod tests {
 
     fn with_modes(p: &mut Predictor, analyst: &str) {
         let entities = crate::policy::ENTITIES_SRC.replacen(
-            r#""max_prompt_chars": 4000, "max_tokens": 1024 }"#,
+            r#""max_prompt_chars": 4000, "max_tokens": 1024,"#,
             &format!(
-                r#""max_prompt_chars": 4000, "max_tokens": 1024, "screen_mode": "{analyst}" }}"#
+                r#""max_prompt_chars": 4000, "max_tokens": 1024, "screen_mode": "{analyst}","#
             ),
             1,
+        );
+        assert_ne!(
+            entities,
+            crate::policy::ENTITIES_SRC,
+            "the analyst entry moved"
         );
         p.policy = PolicyStore::from_sources(
             crate::policy::SCHEMA_SRC,
@@ -1105,7 +1115,7 @@ mod tests {
             assert!(resp.headers().get("ratelimit").is_none(), "{b}");
         }
         let key = crate::ratelimit::request_counter_key(
-            "alice",
+            &alice_key(None),
             crate::ratelimit::Window::containing(r.p.clock.now(), 60).unwrap(),
         );
         assert_eq!(
@@ -1113,7 +1123,7 @@ mod tests {
             None,
             "no request was counted"
         );
-        let tokens = principal_tokens_key("alice", "2027-01");
+        let tokens = principal_tokens_key(&alice_key(None), "2027-01");
         assert_eq!(
             r.ledger.value(&tokens, "month"),
             None,
@@ -1188,7 +1198,7 @@ mod tests {
         assert!(
             mc.count(
                 &crate::ratelimit::request_counter_key(
-                    "alice",
+                    &alice_key(None),
                     crate::ratelimit::Window::containing(r.p.clock.now(), 60).unwrap()
                 ),
                 "count"
@@ -1407,7 +1417,7 @@ mod tests {
         // Worst case: (11 prompt bytes + 32 overhead + 100 max_tokens) x weight 5.
         assert_eq!(rec["tokens_reserved"], Field::N(5 * (11 + 32 + 100)));
         assert_eq!(rec["tokens_used"], Field::N(used));
-        let key = principal_tokens_key("alice", "2027-01");
+        let key = principal_tokens_key(&alice_key(None), "2027-01");
         assert_eq!(
             r.ledger.value(&key, "month"),
             Some(i64::try_from(used).unwrap())
@@ -1484,8 +1494,10 @@ mod tests {
         let rec = last_record(&r.sink);
         assert_eq!(rec["tokens_used"], Field::N(0));
         assert_eq!(
-            r.ledger
-                .value(&principal_tokens_key("alice", "2027-01"), "d15"),
+            r.ledger.value(
+                &principal_tokens_key(&alice_key(Some("acme")), "2027-01"),
+                "d15"
+            ),
             Some(0)
         );
         assert_eq!(
@@ -1518,7 +1530,7 @@ mod tests {
         };
         assert_eq!(
             r.ledger
-                .value(&principal_tokens_key("alice", "2027-01"), "month"),
+                .value(&principal_tokens_key(&alice_key(None), "2027-01"), "month"),
             Some(i64::try_from(reserved).unwrap())
         );
     }
@@ -1592,7 +1604,11 @@ mod tests {
         // A fourth attack does not start (or audit) the suspension again.
         call_on(&r.p, "a3", alice(&["ai_operator"], None), j, attack).await;
         assert!(!last_record(&r.sink).contains_key("suspension"));
-        let lifted = r.p.budgets.lift("alice", r.p.clock.now()).await.unwrap();
+        let lifted =
+            r.p.budgets
+                .lift(&alice_key(None), r.p.clock.now())
+                .await
+                .unwrap();
         assert_eq!(lifted, Some(until));
         assert_eq!(
             call_on(

@@ -524,13 +524,14 @@ mod tests {
         let p = predictor();
         let now = p.clock.now();
         let until = crate::clock::unix_secs(now) + 600;
+        let eve = crate::principal::principal_key("https://issuer.test/", None, "eve");
         p.budgets
-            .suspend("eve", until, crate::clock::unix_secs(now))
+            .suspend(&eve, until, crate::clock::unix_secs(now))
             .await
             .unwrap();
         let (_, v) = get(&p, USAGE_ROUTE, who("eve", &["analyst"], None)).await;
         assert_eq!(v["suspension"]["suspended"], true);
-        let body = r#"{"principal":"eve"}"#;
+        let body = &format!(r#"{{"principal":"{eve}"}}"#);
         let (s, _) = post(
             &p,
             LIFT_ROUTE,
@@ -545,7 +546,7 @@ mod tests {
             &p,
             LIFT_ROUTE,
             who("root-op", &["ai_operator"], None),
-            r#"{"principal":"eve","x":1}"#,
+            &format!(r#"{{"principal":"{eve}","x":1}}"#),
         )
         .await;
         assert_eq!((s, v["errors"][0]["pointer"].as_str()), (400, Some("#/x")));
