@@ -10,5 +10,6 @@ pub mod gateway;
 pub mod paths;
 pub mod procs;
 pub mod stack;
+pub mod streams;
 pub mod template;
 pub mod tools;

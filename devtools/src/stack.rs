@@ -1,5 +1,6 @@
-//! The whole local stack: emulator → tables and secrets from the template → dev key into the
-//! JWKS secret → functions built → `cargo lambda watch` serving both → local gateway.
+//! The whole local stack: emulator → tables, buckets, KMS keys and secrets from the template →
+//! dev key into the JWKS secret → functions built → `cargo lambda watch` serving them → local
+//! gateway, and a stream poller playing the audit stream's event source mapping for the sentinel.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,12 @@ use crate::emulator::{self, Emulator};
 use crate::gateway::{self, GatewayConfig, GatewayHandle};
 use crate::paths;
 use crate::procs::{Managed, ensure_port_free, wait_for_port};
+use crate::streams::{self, PollerConfig, PollerHandle};
 use crate::template::Template;
+
+/// The stream poller's batching window locally (deployed: the template's DigestIntervalSecs), so
+/// the dev stack anchors and exports records within seconds.
+pub const LOCAL_BATCHING_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -70,6 +76,7 @@ pub struct Stack {
     pub key: DevKey,
     pub issuer: String,
     pub audience: String,
+    pub pollers: Vec<PollerHandle>,
     watch: Managed,
 }
 
@@ -77,12 +84,22 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// The function crates (the template's binaries).
+pub const FUNCTIONS: [&str; 4] = ["authorizer", "predict", "audit-sentinel", "audit-reader"];
+
 /// Builds the function binaries, so that watch's lazy build on first invoke is a no-op.
 pub fn build_functions() -> Result<()> {
-    eprintln!("==> building the functions (cargo build -p authorizer -p predict)");
+    eprintln!(
+        "==> building the functions (cargo build -p {})",
+        FUNCTIONS.join(" -p ")
+    );
+    let mut args = vec!["build", "--quiet"];
+    for f in FUNCTIONS {
+        args.extend(["-p", f]);
+    }
     let status = std::process::Command::new(cargo())
         .current_dir(paths::repo_root())
-        .args(["build", "--quiet", "-p", "authorizer", "-p", "predict"])
+        .args(args)
         .status()
         .context("running cargo build")?;
     if !status.success() {
@@ -194,6 +211,50 @@ impl Stack {
         gateway::invoke_function(&client, &invoke_url, "predict", &probe)
             .await
             .with_context(|| format!("predict did not start (see {})", log.display()))?;
+        let audit_probe = json!({"version": "2.0", "routeKey": "GET /v1/audit", "rawPath": "/v1/audit",
+            "headers": {}, "isBase64Encoded": false,
+            "requestContext": {"http": {"method": "GET", "path": "/v1/audit"}, "requestId": "warmup", "routeKey": "GET /v1/audit"}});
+        let r = gateway::invoke_function(&client, &invoke_url, "audit-reader", &audit_probe)
+            .await
+            .with_context(|| format!("audit-reader did not start (see {})", log.display()))?;
+        if r.get("statusCode") != Some(&json!(401)) {
+            bail!("audit-reader answered a request without a principal with {r}");
+        }
+        gateway::invoke_function(
+            &client,
+            &invoke_url,
+            "audit-sentinel",
+            &json!({"Records": []}),
+        )
+        .await
+        .with_context(|| format!("audit-sentinel did not start (see {})", log.display()))?;
+
+        // The audit stream's event source mapping, as the template declares it (with a short
+        // batching window locally).
+        let mut pollers = Vec::new();
+        for c in template.stream_consumers()? {
+            eprintln!(
+                "==> polling {}'s stream for {} (batches of {}, window {:?})",
+                c.table, c.binary, c.batch_size, LOCAL_BATCHING_WINDOW
+            );
+            pollers.push(
+                streams::start(
+                    &sdk,
+                    PollerConfig {
+                        table: c.table.clone(),
+                        batch_size: usize::try_from(c.batch_size).unwrap_or(100),
+                        batching_window: LOCAL_BATCHING_WINDOW,
+                        poll_interval: Duration::from_millis(250),
+                    },
+                    std::sync::Arc::new(streams::InvokeApi {
+                        client: client.clone(),
+                        invoke_url: invoke_url.clone(),
+                        function: c.binary.clone(),
+                    }),
+                )
+                .await?,
+            );
+        }
 
         let gw_config = GatewayConfig::from_template(&template, &invoke_url)?;
         let gateway =
@@ -206,6 +267,7 @@ impl Stack {
             key,
             issuer,
             audience,
+            pollers,
             watch,
         })
     }
@@ -229,6 +291,9 @@ impl Stack {
     }
 
     pub async fn stop(&mut self) {
+        for p in &self.pollers {
+            p.stop();
+        }
         self.gateway.stop();
         self.watch.stop().await;
         self.emulator.stop().await;

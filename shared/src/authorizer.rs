@@ -9,7 +9,7 @@ use aws_lambda_events::apigw::{
 };
 use serde_json::Value;
 
-use crate::audit::{AuditEvent, AuditLog, Decision};
+use crate::audit::{AuditEvent, AuditLog, Decision, RecordRef};
 use crate::auth::{JwksSource, KeyCache, TokenPolicy};
 use crate::clock::Clock;
 use crate::policy::PolicyStore;
@@ -31,6 +31,9 @@ pub struct GateDecision {
     pub principal: Option<Principal>,
     pub reason: &'static str,
     pub policy_ids: Vec<String>,
+    /// Where the denial's audit record sits (segment, seq), for the log line; `None` for an
+    /// allow (predict audits it) or when the audit write failed.
+    pub audit: Option<RecordRef>,
 }
 
 impl GateDecision {
@@ -40,6 +43,7 @@ impl GateDecision {
             principal: None,
             reason,
             policy_ids: vec![],
+            audit: None,
         }
     }
 }
@@ -73,7 +77,7 @@ impl<S: JwksSource> Gate<S> {
         // API Gateway always sets sourceIp; without one, such requests share one bucket.
         let ip = req.source_ip.unwrap_or("unknown");
         let blocked = self.failures.is_blocked(ip, now);
-        let d = if blocked {
+        let mut d = if blocked {
             GateDecision::deny("ip_blocked")
         } else {
             self.evaluate(req.authorization, req.route_key).await
@@ -103,8 +107,11 @@ impl<S: JwksSource> Gate<S> {
             user_agent: req.user_agent,
             latency: started.elapsed(),
         };
-        if let Err(e) = self.audit.record(&event).await {
-            tracing::error!(request_id = req.request_id, error = %e, "audit write of a denial failed");
+        match self.audit.record(&event).await {
+            Ok(at) => d.audit = Some(at),
+            Err(e) => {
+                tracing::error!(request_id = req.request_id, error = %e, "audit write of a denial failed");
+            }
         }
         d
     }
@@ -127,6 +134,7 @@ impl<S: JwksSource> Gate<S> {
             },
             principal: Some(principal),
             policy_ids: d.policy_ids,
+            audit: None,
         }
     }
 }
@@ -189,6 +197,7 @@ mod tests {
             principal: Some(p.clone()),
             reason: "allowed",
             policy_ids: vec![],
+            audit: None,
         };
         let r = simple_response(&d);
         assert!(r.is_authorized);

@@ -116,6 +116,7 @@ pub fn set_rate_headers(
 }
 
 /// The rate-limit fields of a limiter answer on a response.
+#[cfg(feature = "ratelimit")]
 pub fn with_rate_status(
     mut resp: Response<String>,
     s: &crate::ratelimit::RateStatus,
@@ -131,6 +132,7 @@ pub fn with_rate_status(
 }
 
 /// The 429 of a denied limiter answer.
+#[cfg(feature = "ratelimit")]
 pub fn rate_limited(s: &crate::ratelimit::RateStatus) -> ApiError {
     ApiError::RateLimited {
         limit: s.limit,

@@ -313,7 +313,7 @@ mod tests {
             rate_fail_open: false,
             audit: AuditLog::new(
                 Box::new(sink),
-                AuditKey::new(b"test-key"),
+                AuditKey::new(b"predict-unit-test-audit-key-0123456789").unwrap(),
                 AuditSettings {
                     content_mode: ContentMode::Hash,
                     full_text_max_bytes: 1024,

@@ -46,12 +46,24 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
-    /// Verify the audit hash chain (HMACs, sequence, links); exits non-zero on any finding.
+    /// Verify the audit log: the hash chain with the HMAC key (HMACs, sequence, links, TTL) and
+    /// the table against the sentinel's signed digests with its public key; exits non-zero on any
+    /// finding.
     AuditVerify(audit::VerifyArgs),
-    /// Print audit records (JSON lines) by principal or by decision over a time range.
+    /// Print audit records (JSON lines, oldest first) matching every filter given, each marked
+    /// `verified` or not.
     AuditQuery(audit::QueryArgs),
     /// Exercise a deployed stage: 200, 401, 403, 400 (suspicious prompt), 429 after the limit.
     Smoke(smoke::SmokeArgs),
+}
+
+/// The audit tools' errors as one line (`error: what: why`) and exit status 1, not a debug dump.
+fn one_line(result: Result<()>) -> Result<()> {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -76,8 +88,8 @@ async fn main() -> Result<()> {
         Cmd::Screen => screen::screen_stdin(),
         Cmd::ScreenEval { file } => screen::eval(&file),
         Cmd::TrainScreen { input, out } => screen::train_model(input, out),
-        Cmd::AuditVerify(args) => audit::verify(args).await,
-        Cmd::AuditQuery(args) => audit::query(args).await,
+        Cmd::AuditVerify(args) => one_line(audit::verify(args).await),
+        Cmd::AuditQuery(args) => one_line(audit::query(args).await),
         Cmd::Smoke(args) => smoke::run(&args).await,
     }
 }
