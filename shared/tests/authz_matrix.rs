@@ -1,13 +1,19 @@
-//! The authorization matrix: every (role, tenant) × route × model cell from ONE table, negative
-//! cells included (another tenant's model, a disabled model, a role with no grants, an unknown
-//! role, no role at all, an unknown route or model). Expected values are written out, not derived
+//! The authorization matrix: every (role, tenant) × route × audit-content × model cell from ONE
+//! table, negative cells included (another tenant's model, a disabled model, a role with no
+//! grants, an unknown role, no role at all, an unknown route or model, the content role without
+//! the auditor role). Expected values are written out, not derived
 //! from the policies, so a policy change that moves any cell fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gatehouse::auth::Principal;
 use gatehouse::policy::PolicyStore;
 
-const ROUTES: [&str; 3] = ["POST /v1/predict", "GET /v1/predict", "DELETE /v1/audit"];
+const ROUTES: [&str; 4] = [
+    "POST /v1/predict",
+    "GET /v1/predict",
+    "GET /v1/audit",
+    "DELETE /v1/audit",
+];
 const MODELS: [&str; 6] = [
     "echo",
     "claude-haiku",
@@ -21,7 +27,9 @@ struct Row {
     roles: &'static [&'static str],
     tenant: Option<&'static str>,
     /// One cell per entry of ROUTES.
-    routes: [bool; 3],
+    routes: [bool; 4],
+    /// May read prompt/output text in audit records (`read_audit_content` on GET /v1/audit).
+    content: bool,
     /// One cell per entry of MODELS.
     models: [bool; 6],
 }
@@ -31,18 +39,23 @@ const N: bool = false;
 
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
-    //                                               routes: predict  GET   audit      models: echo haiku sonnet acme-ft legacy none
-    Row { roles: &["ai_operator"],            tenant: None,           routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["ai_operator"],            tenant: Some("acme"),   routes: [Y, N, N], models: [Y, Y, Y, Y, N, N] },
-    Row { roles: &["ai_operator"],            tenant: Some("globex"), routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["analyst"],                tenant: None,           routes: [Y, N, N], models: [Y, Y, N, N, N, N] },
-    Row { roles: &["analyst"],                tenant: Some("acme"),   routes: [Y, N, N], models: [Y, Y, N, Y, N, N] },
-    Row { roles: &["analyst", "ai_operator"], tenant: None,           routes: [Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["auditor"],                tenant: Some("acme"),   routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["root"],                   tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["root", "auditor"],        tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &[],                         tenant: Some("acme"),   routes: [N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["AI_OPERATOR"],            tenant: None,           routes: [N, N, N], models: [N, N, N, N, N, N] },
+    //                                                       routes: predict GET  audit DELETE  content   models: echo haiku sonnet acme-ft legacy none
+    Row { roles: &["ai_operator"],                    tenant: None,           routes: [Y, N, N, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["ai_operator"],                    tenant: Some("acme"),   routes: [Y, N, N, N], content: N, models: [Y, Y, Y, Y, N, N] },
+    Row { roles: &["ai_operator"],                    tenant: Some("globex"), routes: [Y, N, N, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["analyst"],                        tenant: None,           routes: [Y, N, N, N], content: N, models: [Y, Y, N, N, N, N] },
+    Row { roles: &["analyst"],                        tenant: Some("acme"),   routes: [Y, N, N, N], content: N, models: [Y, Y, N, Y, N, N] },
+    Row { roles: &["analyst", "ai_operator"],         tenant: None,           routes: [Y, N, N, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["auditor"],                        tenant: None,           routes: [N, N, Y, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["auditor"],                        tenant: Some("acme"),   routes: [N, N, Y, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["auditor", "audit_content_reader"], tenant: Some("acme"),  routes: [N, N, Y, N], content: Y, models: [N, N, N, N, N, N] },
+    Row { roles: &["audit_content_reader"],           tenant: None,           routes: [N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["ai_operator", "auditor"],         tenant: None,           routes: [Y, N, Y, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["root"],                           tenant: None,           routes: [N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["root", "auditor"],                tenant: None,           routes: [N, N, Y, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &[],                                 tenant: Some("acme"),   routes: [N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["AI_OPERATOR"],                    tenant: None,           routes: [N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["AUDITOR"],                        tenant: None,           routes: [N, N, N, N], content: N, models: [N, N, N, N, N, N] },
 ];
 
 #[test]
@@ -68,6 +81,13 @@ fn every_cell_of_the_matrix() {
             }
             checked += 1;
         }
+        let d = store.authorize_audit_content(&p, "GET /v1/audit");
+        assert_eq!(
+            d.allowed, row.content,
+            "roles {:?} tenant {:?} audit content: {d:?}",
+            row.roles, row.tenant
+        );
+        checked += 1;
         for (model, want) in MODELS.iter().zip(row.models) {
             let d = store.authorize_model(&p, model, 256);
             assert_eq!(
@@ -78,7 +98,7 @@ fn every_cell_of_the_matrix() {
             checked += 1;
         }
     }
-    assert_eq!(checked, MATRIX.len() * (ROUTES.len() + MODELS.len()));
+    assert_eq!(checked, MATRIX.len() * (ROUTES.len() + 1 + MODELS.len()));
 }
 
 #[test]

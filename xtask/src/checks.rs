@@ -87,7 +87,7 @@ fn aarch64_target_installed() -> bool {
         .unwrap_or(false)
 }
 
-/// `cargo lambda build --release` of both functions per architecture, each into its own
+/// `cargo lambda build --release` of every function per architecture, each into its own
 /// `--lambda-dir` under the target dir (reused across runs), then the bootstrap sizes.
 pub fn lambda_release_builds() -> Result<()> {
     let mut arches = vec![("x86_64", "--x86-64")];
@@ -99,32 +99,23 @@ pub fn lambda_release_builds() -> Result<()> {
              arm64 build (rustup target add aarch64-unknown-linux-gnu to include it)"
         );
     }
+    let functions = gatehouse_dev::stack::FUNCTIONS;
     for (arch, flag) in arches {
         let dir = paths::target_dir().join("lambda").join(arch);
-        step(
-            &format!("cargo lambda build --release ({arch})"),
-            Command::new(cargo())
-                .args([
-                    "lambda",
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "authorizer",
-                    "-p",
-                    "predict",
-                    flag,
-                    "--lambda-dir",
-                ])
-                .arg(&dir),
-        )?;
-        for function in ["authorizer", "predict"] {
+        let mut cmd = Command::new(cargo());
+        cmd.args(["lambda", "build", "--release", "--quiet"]);
+        for f in functions {
+            cmd.args(["-p", f]);
+        }
+        cmd.args([flag, "--lambda-dir"]).arg(&dir);
+        step(&format!("cargo lambda build --release ({arch})"), &mut cmd)?;
+        for function in functions {
             let bootstrap = dir.join(function).join("bootstrap");
             let size = std::fs::metadata(&bootstrap)
                 .with_context(|| format!("no {}", bootstrap.display()))?
                 .len();
             eprintln!(
-                "    {arch:<7} {function:<10} bootstrap {:>6.2} MiB ({size} bytes)",
+                "    {arch:<7} {function:<14} bootstrap {:>6.2} MiB ({size} bytes)",
                 size as f64 / (1024.0 * 1024.0)
             );
         }
@@ -291,7 +282,8 @@ async fn after_tests(stack: &Stack) -> Result<()> {
         skip_rate_limit: false,
     })
     .await?;
-    let st_token = stack.token(SCHEMATHESIS_SUB, &["ai_operator"], None, 900)?;
+    // An operator who is also an auditor, so schemathesis exercises GET /v1/audit too.
+    let st_token = stack.token(SCHEMATHESIS_SUB, &["ai_operator", "auditor"], None, 900)?;
     tokio::task::spawn_blocking(move || schemathesis(&gateway, &st_token))
         .await
         .context("schemathesis task")?

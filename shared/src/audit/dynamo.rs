@@ -1,5 +1,6 @@
-//! DynamoDB adapter of the audit log: conditional `PutItem` (append-only), and the reads the
-//! dev tools use (scan for verification, GSI queries by principal and by decision).
+//! DynamoDB adapter of the audit log: conditional `PutItem` (`attribute_not_exists`; the writer's
+//! only action on the table), and the reads the dev tools use (scan for verification, GSI queries
+//! by principal and by decision).
 //!
 //! Audit writes keep the SDK's retries: `attribute_not_exists` makes a retried put harmless,
 //! and the failed condition returns the stored item (`ALL_OLD`), whose HMAC tells our own landed

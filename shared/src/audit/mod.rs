@@ -10,9 +10,17 @@
 //! written strictly in seq order even under concurrent calls. If a write fails (unknown whether
 //! it landed), the environment starts a NEW segment whose first record names the old segment and
 //! its last confirmed seq (`prev_segment`, `prev_segment_seq`): a segment never has a gap of our
-//! own making, and the verifier can tell a truncated predecessor. What a chain cannot show is a
-//! record deleted from the END of the newest segment (nothing follows it): see
-//! docs/ratelimit-audit.md for that limit and its mitigations.
+//! own making, and the verifier can tell a truncated predecessor.
+//!
+//! Beyond the writers (who hold the key and whose `PutItem` can overwrite): `sentinel` consumes
+//! the table's stream, re-verifies each record with public material and anchors signed digests
+//! (`digest`) in an Object Lock bucket; `anchor` checks the table against them with the public
+//! key only; `ocsf` exports records for a SIEM; `reader` serves `GET /v1/audit`. What each layer
+//! proves and what it cannot is in docs/ratelimit-audit.md.
+//!
+//! Features: `audit-core` (record, canonical form, keyed verifier, table reads) is what every
+//! audit tool needs; `audit` adds the writer; `audit-anchor` the digests and their S3/KMS
+//! adapters; `audit-sentinel` and `audit-reader` the two functions' logic.
 use std::time::SystemTime;
 
 pub mod dynamo;
