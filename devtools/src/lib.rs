@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod gateway;
 pub mod paths;
 pub mod procs;
+pub mod runtime_api;
 pub mod stack;
 pub mod streams;
 pub mod template;

@@ -87,8 +87,19 @@ fn aarch64_target_installed() -> bool {
         .unwrap_or(false)
 }
 
-/// `cargo lambda build --release` of every function per architecture, each into its own
-/// `--lambda-dir` under the target dir (reused across runs), then the bootstrap sizes.
+/// The deployed functions and the size budget of each release `bootstrap` (bytes). A binary
+/// that grows past its budget fails `cargo xtask test`: every MiB is cold-start time and attack
+/// surface, so growth must be a decision (raise the budget here, with the reason in the commit).
+pub const FUNCTION_BUDGETS: &[(&str, u64)] = &[
+    ("authorizer", 10 * 1024 * 1024),
+    ("predict", 10 * 1024 * 1024),
+    ("audit-sentinel", 10 * 1024 * 1024),
+    ("audit-reader", 10 * 1024 * 1024),
+];
+
+/// `cargo lambda build --release` of each function on its own (so each links only its own
+/// features) per architecture, each into its own `--lambda-dir` under the target dir (reused
+/// across runs); then the bootstrap sizes against their budgets.
 pub fn lambda_release_builds() -> Result<()> {
     let mut arches = vec![("x86_64", "--x86-64")];
     if aarch64_target_installed() {
@@ -99,26 +110,46 @@ pub fn lambda_release_builds() -> Result<()> {
              arm64 build (rustup target add aarch64-unknown-linux-gnu to include it)"
         );
     }
-    let functions = gatehouse_dev::stack::FUNCTIONS;
+    let mut over = Vec::new();
     for (arch, flag) in arches {
         let dir = paths::target_dir().join("lambda").join(arch);
-        let mut cmd = Command::new(cargo());
-        cmd.args(["lambda", "build", "--release", "--quiet"]);
-        for f in functions {
-            cmd.args(["-p", f]);
-        }
-        cmd.args([flag, "--lambda-dir"]).arg(&dir);
-        step(&format!("cargo lambda build --release ({arch})"), &mut cmd)?;
-        for function in functions {
+        for (function, budget) in FUNCTION_BUDGETS {
+            step(
+                &format!("cargo lambda build --release -p {function} ({arch})"),
+                Command::new(cargo())
+                    .args([
+                        "lambda",
+                        "build",
+                        "--release",
+                        "--quiet",
+                        "-p",
+                        function,
+                        flag,
+                        "--lambda-dir",
+                    ])
+                    .arg(&dir),
+            )?;
             let bootstrap = dir.join(function).join("bootstrap");
             let size = std::fs::metadata(&bootstrap)
                 .with_context(|| format!("no {}", bootstrap.display()))?
                 .len();
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let verdict = if size > *budget { "OVER BUDGET" } else { "ok" };
             eprintln!(
-                "    {arch:<7} {function:<14} bootstrap {:>6.2} MiB ({size} bytes)",
-                size as f64 / (1024.0 * 1024.0)
+                "    {arch:<7} {function:<15} bootstrap {:>6.2} MiB ({size} bytes), budget {:.2} MiB: {verdict}",
+                mib(size),
+                mib(*budget)
             );
+            if size > *budget {
+                over.push(format!("{function} ({arch}) {:.2} MiB", mib(size)));
+            }
         }
+    }
+    if !over.is_empty() {
+        bail!(
+            "release bootstraps over their size budget: {}",
+            over.join(", ")
+        );
     }
     Ok(())
 }
@@ -218,6 +249,7 @@ pub async fn run() -> Result<()> {
             "warnings",
         ]),
     )?;
+    crate::supply_chain::run()?;
     // Compile every test before the stack starts, so the build does not compete with it.
     step(
         "build tests",

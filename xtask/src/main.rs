@@ -3,10 +3,13 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod bench;
 mod checks;
+mod coldstart;
 mod dev;
 mod screen;
 mod smoke;
+mod supply_chain;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Gatehouse dev automation")]
@@ -53,6 +56,15 @@ enum Cmd {
     /// Print audit records (JSON lines, oldest first) matching every filter given, each marked
     /// `verified` or not.
     AuditQuery(audit::QueryArgs),
+    /// Hot-path benchmarks as ratios against the Python pipeline Gatehouse replaces
+    /// (devtools/bench/seed_pipeline.py), measured in one run.
+    Bench,
+    /// Start each release bootstrap as Lambda would, N times, against the emulator: init and first
+    /// invocation p50/p95 and peak RSS.
+    Coldstart(coldstart::ColdstartArgs),
+    /// Dependency gate: RustSec advisories (cargo audit), licences and sources (cargo deny),
+    /// duplicate crate versions in each function binary.
+    SupplyChain,
     /// Exercise a deployed stage: 200, 401, 403, 400 (suspicious prompt), 429 after the limit.
     Smoke(smoke::SmokeArgs),
 }
@@ -91,5 +103,8 @@ async fn main() -> Result<()> {
         Cmd::AuditVerify(args) => one_line(audit::verify(args).await),
         Cmd::AuditQuery(args) => one_line(audit::query(args).await),
         Cmd::Smoke(args) => smoke::run(&args).await,
+        Cmd::SupplyChain => supply_chain::run(),
+        Cmd::Coldstart(args) => coldstart::run(&args).await,
+        Cmd::Bench => bench::run(),
     }
 }

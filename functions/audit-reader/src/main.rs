@@ -10,8 +10,9 @@ use lambda_http::{Error, Request, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
-    let sdk = gatehouse::aws::sdk_config().await;
-    let reader = gatehouse::setup::reader(&sdk, &Env::process()).await?;
+    let env = Env::process();
+    let sdk = gatehouse::aws::sdk_config(&env)?;
+    let reader = gatehouse::setup::reader(&sdk, &env).await?;
     let reader = &reader;
     run(service_fn(move |request: Request| {
         handler::handle(reader, request)

@@ -10,8 +10,9 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
-    let sdk = gatehouse::aws::sdk_config().await;
-    let sentinel = gatehouse::setup::sentinel(&sdk, &Env::process())?;
+    let env = Env::process();
+    let sdk = gatehouse::aws::sdk_config(&env)?;
+    let sentinel = gatehouse::setup::sentinel(&sdk, &env)?;
     let sentinel = &sentinel;
     run(service_fn(move |event: LambdaEvent<_>| {
         handler::handle(sentinel, event)

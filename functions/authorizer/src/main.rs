@@ -9,8 +9,9 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
-    let sdk = gatehouse::aws::sdk_config().await;
-    let gate = gatehouse::setup::gate(&sdk, &Env::process()).await?;
+    let env = Env::process();
+    let sdk = gatehouse::aws::sdk_config(&env)?;
+    let gate = gatehouse::setup::gate(&sdk, &env).await?;
     let gate = &gate;
     run(service_fn(move |event: LambdaEvent<_>| {
         handler::handle(gate, event)

@@ -9,8 +9,9 @@ use lambda_http::{Error, Request, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     gatehouse::logging::init();
-    let sdk = gatehouse::aws::sdk_config().await;
-    let predictor = gatehouse::setup::predictor(&sdk, &Env::process()).await?;
+    let env = Env::process();
+    let sdk = gatehouse::aws::sdk_config(&env)?;
+    let predictor = gatehouse::setup::predictor(&sdk, &env).await?;
     let predictor = &predictor;
     run(service_fn(move |request: Request| {
         handler::handle(predictor, request)

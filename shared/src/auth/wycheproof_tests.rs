@@ -18,10 +18,7 @@ fn data_dir() -> PathBuf {
     std::env::var_os("GATEHOUSE_WYCHEPROOF_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/wycheproof"
-            ))
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/wycheproof"))
         })
 }
 

@@ -1,0 +1,251 @@
+//! `cargo xtask coldstart`: what a user pays on a cold start. Each release `bootstrap` (built by
+//! `cargo lambda build --release`) is started N times as Lambda starts it — a fresh process with
+//! the Lambda environment, talking to a Runtime API stand-in (`gatehouse_dev::runtime_api`) —
+//! against the emulator (tables and secrets from the template), and handles one real event.
+//! Printed per function: init duration p50/p95 (process start → first poll for an event,
+//! including configuration, SDK clients and the Secrets Manager reads), the first invocation's
+//! duration p50/p95, and peak RSS. This machine runs each process on a full core; Lambda at
+//! 128 MB gets about 0.07 vCPU, so CPU-bound init takes longer there.
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use gatehouse_dev::runtime_api::{ColdStart, Outcome, RuntimeApi, lambda_env, peak_rss_kib};
+use gatehouse_dev::{bootstrap, devkeys, emulator::Emulator, paths, stack, template::Template};
+use serde_json::{Value, json};
+
+#[derive(clap::Args)]
+pub struct ColdstartArgs {
+    /// Cold starts per function.
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// AWS_LAMBDA_FUNCTION_MEMORY_SIZE given to the process (informational: no CPU cap here).
+    #[arg(long, default_value_t = 128)]
+    pub memory_mb: u32,
+    /// Use the bootstraps already built instead of running `cargo lambda build --release`.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// One function's measurements.
+pub struct Summary {
+    pub function: &'static str,
+    pub init_ms: Vec<f64>,
+    pub invoke_ms: Vec<f64>,
+    pub rss_kib: Vec<u64>,
+    pub bootstrap_bytes: u64,
+}
+
+/// Nearest-rank percentile of a sorted slice.
+pub fn percentile<T: Copy>(sorted: &[T], p: usize) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn one_run(
+    api: &RuntimeApi,
+    bootstrap: &std::path::Path,
+    env: &[(String, String)],
+    event: Value,
+    log: &std::path::Path,
+) -> Result<(ColdStart, u64)> {
+    api.arm(event);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let spawned = Instant::now();
+    let mut child = tokio::process::Command::new(bootstrap)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bootstrap.display()))?;
+    let pid = child.id().context("no pid")?;
+    let result = api.wait(spawned, Duration::from_secs(60)).await;
+    let rss = peak_rss_kib(pid).unwrap_or(0);
+    let _ = child.kill().await;
+    let run = result?;
+    Ok((run, rss))
+}
+
+fn authorizer_event(token: &str, n: usize) -> Result<Value> {
+    let text = std::fs::read_to_string(
+        paths::repo_root().join("tests/fixtures/authorizer-v2-request.json"),
+    )?;
+    let mut e: Value = serde_json::from_str(&text)?;
+    e["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    e["identitySource"] = json!([format!("Bearer {token}"), "POST /v1/predict"]);
+    e["requestContext"]["requestId"] = json!(format!("coldstart-authorizer-{n}"));
+    Ok(e)
+}
+
+fn predict_event(context: &Value, n: usize) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(paths::repo_root().join("tests/fixtures/predict-v2-request.json"))?;
+    let mut e: Value = serde_json::from_str(&text)?;
+    e["requestContext"]["authorizer"]["lambda"] = context.clone();
+    e["requestContext"]["requestId"] = json!(format!("coldstart-predict-{n}"));
+    Ok(e)
+}
+
+pub async fn run(args: &ColdstartArgs) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if !args.no_build {
+        crate::checks::lambda_release_builds()?;
+    }
+    let dir = paths::target_dir().join("lambda").join("x86_64");
+    let offset: u16 = std::env::var("GATEHOUSE_PORT_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let template = Template::load(&paths::template_path())?;
+    let mut emu = Emulator::start(4588 + offset).await?;
+    let result = measure(args, &dir, &template, &emu).await;
+    emu.stop().await;
+    let summaries = result?;
+    print_table(&summaries, args);
+    Ok(())
+}
+
+async fn measure(
+    args: &ColdstartArgs,
+    dir: &std::path::Path,
+    template: &Template,
+    emu: &Emulator,
+) -> Result<Vec<Summary>> {
+    let sdk = emu.sdk_config().await;
+    bootstrap::bootstrap(&sdk, template).await?;
+    let key = devkeys::ensure_dev_key()?;
+    let jwks_secret = template
+        .function_env("AuthorizerFunction")?
+        .get("GATEHOUSE_JWKS_SECRET_ID")
+        .cloned()
+        .context("the authorizer has no GATEHOUSE_JWKS_SECRET_ID")?;
+    bootstrap::put_secret(&sdk, &jwks_secret, &devkeys::public_jwks(&key)).await?;
+    let fn_env = stack::functions_env(template, &emu.endpoint)?;
+    let (issuer, audience) = gatehouse_dev::template::token_claims_from_template()?;
+    let api = RuntimeApi::start().await?;
+    let log = paths::logs_dir().join("coldstart.log");
+    std::fs::create_dir_all(paths::logs_dir())?;
+    let _ = std::fs::remove_file(&log);
+    eprintln!(
+        "==> {} cold starts per function against the emulator (logs: {})",
+        args.runs,
+        log.display()
+    );
+
+    let mut out = Vec::new();
+    let mut context = Value::Null;
+    for function in ["authorizer", "predict"] {
+        let bootstrap = dir.join(function).join("bootstrap");
+        let bootstrap_bytes = std::fs::metadata(&bootstrap)
+            .with_context(|| format!("no {} (build it first)", bootstrap.display()))?
+            .len();
+        let mut env: Vec<(String, String)> = fn_env.clone().into_iter().collect();
+        env.extend(lambda_env(api.addr, function, args.memory_mb));
+        env.retain(|(k, _)| k != "RUST_LOG");
+        env.push(("RUST_LOG".into(), "warn".into()));
+        let mut s = Summary {
+            function,
+            init_ms: vec![],
+            invoke_ms: vec![],
+            rss_kib: vec![],
+            bootstrap_bytes,
+        };
+        for n in 0..args.runs {
+            let event = if function == "authorizer" {
+                let spec = devkeys::TokenSpec::new(
+                    &format!("coldstart-{n}"),
+                    &["ai_operator"],
+                    None,
+                    900,
+                    issuer.clone(),
+                    audience.clone(),
+                );
+                authorizer_event(&devkeys::mint(&key, &spec)?, n)?
+            } else {
+                predict_event(&context, n)?
+            };
+            let (run, rss) = one_run(&api, &bootstrap, &env, event, &log).await?;
+            match &run.outcome {
+                Outcome::Response(v) if function == "authorizer" => {
+                    if v["isAuthorized"] != json!(true) {
+                        bail!("the authorizer denied the cold-start token: {v}");
+                    }
+                    context = v["context"].clone();
+                }
+                Outcome::Response(v) => {
+                    if v["statusCode"] != json!(200) {
+                        bail!(
+                            "predict answered {} on its cold start: {v}",
+                            v["statusCode"]
+                        );
+                    }
+                }
+                other => bail!("{function} failed its cold start: {other:?}"),
+            }
+            s.init_ms.push(ms(run.init));
+            s.invoke_ms.push(ms(run.first_invoke));
+            s.rss_kib.push(rss);
+        }
+        s.init_ms.sort_by(f64::total_cmp);
+        s.invoke_ms.sort_by(f64::total_cmp);
+        s.rss_kib.sort_unstable();
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn print_table(summaries: &[Summary], args: &ColdstartArgs) {
+    println!(
+        "cold starts: {} per function, x86_64 release bootstraps, emulator on loopback, one full core",
+        args.runs
+    );
+    println!(
+        "| function | bootstrap MiB | init p50 ms | init p95 ms | first invoke p50 ms | first invoke p95 ms | peak RSS p50 MiB | peak RSS max MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for s in summaries {
+        let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.1}"));
+        let mib = |v: Option<u64>| v.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1024.0));
+        println!(
+            "| {} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            s.function,
+            s.bootstrap_bytes as f64 / (1024.0 * 1024.0),
+            f(percentile(&s.init_ms, 50)),
+            f(percentile(&s.init_ms, 95)),
+            f(percentile(&s.invoke_ms, 50)),
+            f(percentile(&s.invoke_ms, 95)),
+            mib(percentile(&s.rss_kib, 50)),
+            mib(s.rss_kib.last().copied()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u32> = (1..=20).collect();
+        assert_eq!(percentile(&v, 50), Some(10));
+        assert_eq!(percentile(&v, 95), Some(19));
+        assert_eq!(percentile(&v, 100), Some(20));
+        assert_eq!(percentile(&[7u32], 95), Some(7));
+        assert_eq!(percentile::<u32>(&[], 50), None);
+    }
+}
