@@ -330,6 +330,52 @@ mod tests {
     }
 
     #[test]
+    fn filters_combine() {
+        let mut f = Fields::new();
+        for (k, v) in [
+            ("principal", "alice"),
+            ("decision", "blocked"),
+            ("model", "echo"),
+            ("tenant", "acme"),
+            ("request_id", "r1"),
+        ] {
+            f.insert(k.into(), Field::S(v.into()));
+        }
+        let all = Filters {
+            principal: Some("alice".into()),
+            decision: Some(Decision::Blocked),
+            model: Some("echo".into()),
+            tenant: Some("acme".into()),
+            request_id: Some("r1".into()),
+        };
+        assert!(all.keeps(&f) && Filters::default().keeps(&f));
+        for wrong in [
+            Filters {
+                principal: Some("bob".into()),
+                ..all.clone()
+            },
+            Filters {
+                decision: Some(Decision::Allowed),
+                ..all.clone()
+            },
+            Filters {
+                model: Some("other".into()),
+                ..all.clone()
+            },
+            Filters {
+                tenant: Some("globex".into()),
+                ..all.clone()
+            },
+            Filters {
+                request_id: Some("r2".into()),
+                ..all.clone()
+            },
+        ] {
+            assert!(!wrong.keeps(&f), "{wrong:?}");
+        }
+    }
+
+    #[test]
     fn verified_needs_a_passing_check() {
         let c = |hmac, anchor| RecordCheck { hmac, anchor };
         assert!(c("ok", "anchored").verified());

@@ -26,9 +26,10 @@ pub async fn run() -> Result<()> {
     let token = stack.token("alice", &["ai_operator"], None, 3600)?;
     println!(
         "\nGatehouse dev stack is ready.\n\
-         \n  API (local API Gateway)   {gw}\n  Lambda invoke API         http://127.0.0.1:{invoke}  (cargo lambda watch)\n  AWS emulator (moto)       {emu}  (DynamoDB + Secrets Manager)\n  Logs                      .local/logs/\n\
+         \n  API (local API Gateway)   {gw}\n  Lambda invoke API         http://127.0.0.1:{invoke}  (cargo lambda watch)\n  AWS emulator (moto)       {emu}  (DynamoDB with Streams, Secrets Manager, S3, KMS)\n  Audit sentinel            fed by the stream poller (digests + OCSF export in the emulator's S3)\n  Logs                      .local/logs/\n\
          \nTry it (token valid 1 h; mint more with `cargo xtask token --sub alice --roles ai_operator`):\n\
          \n  curl -sS {gw}/v1/predict -H 'content-type: application/json' \\\n    -H 'authorization: Bearer {token}' \\\n    -d '{{\"prompt\":\"Hello, Gatehouse\"}}'\n\
+         \nRead the audit log as an auditor: cargo xtask token --sub carol --roles auditor, then\n  curl -sS '{gw}/v1/audit?principal=alice' -H 'authorization: Bearer <that token>'\n  cargo xtask audit-verify --endpoint {emu}\n\
          \nPress Ctrl-C to stop everything this command started.",
         gw = stack.gateway.url(),
         invoke = Ports::DEV.offset_from_env().invoke,
