@@ -122,7 +122,7 @@ async fn tamper_run(sdk: &SdkConfig) -> Result<()> {
     forged.insert("request_id".into(), Field::S("forged".into()));
     forged.insert("prev_hash".into(), Field::S(record_hash(&records[19])));
     forged.remove(HMAC_ATTR);
-    let sig = AuditKey::new(b"a guess").sign(&forged);
+    let sig = AuditKey::new(b"a guessed key, not the real one, 32+ bytes")?.sign(&forged);
     forged.insert(HMAC_ATTR.into(), Field::S(sig));
     put(sdk, &forged).await?;
     let r = verify_table(sdk, AUDIT_TABLE, AUDIT_SECRET).await?;

@@ -140,7 +140,10 @@ async fn failed_verifications_from_an_address_never_lock_out_a_valid_client_behi
     let denied = gatehouse_dev::audit::query(
         &sdk,
         "AuditTable",
-        &gatehouse_dev::audit::Filter::Decision("denied".into()),
+        &gatehouse_dev::audit::Filters {
+            decision: Some(gatehouse::audit::Decision::Denied),
+            ..Default::default()
+        },
         started - std::time::Duration::from_secs(5),
         std::time::SystemTime::now() + std::time::Duration::from_secs(5),
         4,

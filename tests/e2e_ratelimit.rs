@@ -4,8 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, ensure};
+use gatehouse::audit::Decision;
 use gatehouse::audit::Field;
-use gatehouse_dev::audit::{Filter, query, verify_table};
+use gatehouse_dev::audit::{Filters, query, verify_table};
 use gatehouse_dev::devkeys::{self, TokenSpec};
 use gatehouse_dev::oidc::dev_token_claims;
 
@@ -92,7 +93,10 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
     let records = query(
         &sdk,
         "AuditTable",
-        &Filter::Principal(principal.clone()),
+        &Filters {
+            principal: Some(principal.clone()),
+            ..Filters::default()
+        },
         started - Duration::from_secs(5),
         SystemTime::now() + Duration::from_secs(5),
         4,
@@ -110,7 +114,10 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
     let by_decision = query(
         &sdk,
         "AuditTable",
-        &Filter::Decision("rate_limited".into()),
+        &Filters {
+            decision: Some(Decision::RateLimited),
+            ..Filters::default()
+        },
         started - Duration::from_secs(5),
         SystemTime::now() + Duration::from_secs(5),
         4,
@@ -121,6 +128,25 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
         .filter(|r| r.get("principal") == Some(&Field::S(principal.clone())))
         .count();
     ensure!(mine == 10, "by-decision query found {mine} of 10");
+    // The filters combine: principal and decision at once.
+    let both = query(
+        &sdk,
+        "AuditTable",
+        &Filters {
+            principal: Some(sub.clone()),
+            decision: Some(Decision::RateLimited),
+            ..Filters::default()
+        },
+        started - Duration::from_secs(5),
+        SystemTime::now() + Duration::from_secs(5),
+        4,
+    )
+    .await?;
+    ensure!(
+        both.len() == 10,
+        "principal + decision found {}",
+        both.len()
+    );
     let report = verify_table(&sdk, "AuditTable", "AuditHmacSecret").await?;
     ensure!(report.is_clean(), "{report:?}");
     Ok(())

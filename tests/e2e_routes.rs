@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, ensure};
 use gatehouse::audit::Field;
-use gatehouse_dev::audit::{Filter, query};
-use gatehouse_tests::{dev_token, stack_var};
+use gatehouse_dev::audit::{Filters, query};
+use gatehouse_tests::{dev_principal_key, dev_token, stack_var};
 use serde_json::{Value, json};
 
 struct Answer {
@@ -115,7 +115,7 @@ async fn usage_and_models_answer_for_the_caller_and_are_audited() -> Result<()> 
     ensure!(before.status == 200, "{}", before.body);
     let v = before.json()?;
     ensure!(
-        v["principal"] == sub.as_str() && v["requests"]["used"] == 0,
+        v["principal"] == dev_principal_key(&sub, None).as_str() && v["requests"]["used"] == 0,
         "{v}"
     );
     ensure!(
@@ -164,7 +164,10 @@ async fn usage_and_models_answer_for_the_caller_and_are_audited() -> Result<()> 
     let records = query(
         &sdk,
         "AuditTable",
-        &Filter::Principal(sub.clone()),
+        &Filters {
+            principal: Some(dev_principal_key(&sub, None)),
+            ..Filters::default()
+        },
         started - Duration::from_secs(5),
         SystemTime::now() + Duration::from_secs(5),
         4,

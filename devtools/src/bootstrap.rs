@@ -4,10 +4,11 @@ use anyhow::{Context, Result, anyhow};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 
-use crate::template::{KeyElement, SecretInit, TableDef, Template};
+use crate::template::{BucketDef, KeyElement, KmsKeyDef, SecretInit, TableDef, Template};
 
 fn key_schema(keys: &[KeyElement]) -> Result<Vec<KeySchemaElement>> {
     keys.iter()
@@ -50,6 +51,15 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, t: &TableDef) -> Re
                 .map_err(|e| anyhow!("index {}: {e}", ix.name))?,
         );
     }
+    if let Some(view) = &t.stream_view_type {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| anyhow!("stream: {e}"))?,
+        );
+    }
     req.send()
         .await
         .with_context(|| format!("CreateTable {}", t.logical_id))?;
@@ -81,12 +91,93 @@ fn random_alnum(len: u32) -> Result<String> {
         .collect())
 }
 
-/// Creates every table and secret of the template. Returns nothing: locally each resource is
-/// named by its logical id.
+/// Creates a bucket as the template declares it: versioning, Object Lock and its default
+/// retention (which the emulator enforces: a locked version cannot be deleted).
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, b: &BucketDef) -> Result<()> {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
+        ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
+    };
+    s3.create_bucket()
+        .bucket(&b.name)
+        .object_lock_enabled_for_bucket(b.object_lock.is_some())
+        .send()
+        .await
+        .with_context(|| format!("CreateBucket {}", b.name))?;
+    if b.versioned && b.object_lock.is_none() {
+        s3.put_bucket_versioning()
+            .bucket(&b.name)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("PutBucketVersioning {}", b.name))?;
+    }
+    if let Some((mode, days)) = &b.object_lock {
+        let rule = ObjectLockRule::builder()
+            .default_retention(
+                DefaultRetention::builder()
+                    .mode(ObjectLockRetentionMode::from(mode.as_str()))
+                    .days(i32::try_from(*days).unwrap_or(i32::MAX))
+                    .build(),
+            )
+            .build();
+        s3.put_object_lock_configuration()
+            .bucket(&b.name)
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .rule(rule)
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("PutObjectLockConfiguration {}", b.name))?;
+    }
+    Ok(())
+}
+
+/// Creates a KMS key with the template's spec and usage, under its local alias.
+pub async fn create_kms_key(kms: &aws_sdk_kms::Client, k: &KmsKeyDef) -> Result<()> {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let key = kms
+        .create_key()
+        .key_spec(KeySpec::from(k.key_spec.as_str()))
+        .key_usage(KeyUsageType::from(k.key_usage.as_str()))
+        .description(format!("local stand-in for {}", k.logical_id))
+        .send()
+        .await
+        .with_context(|| format!("CreateKey {}", k.logical_id))?;
+    let id = key
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .context("CreateKey returned no key id")?;
+    kms.create_alias()
+        .alias_name(&k.alias)
+        .target_key_id(id)
+        .send()
+        .await
+        .with_context(|| format!("CreateAlias {}", k.alias))?;
+    Ok(())
+}
+
+/// Creates every table, bucket, KMS key and secret of the template. Returns nothing: locally each
+/// resource is named by its logical id (see `template`).
 pub async fn bootstrap(sdk: &SdkConfig, template: &Template) -> Result<()> {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     for t in template.tables() {
         create_table(&ddb, &t).await?;
+    }
+    let s3 = gatehouse::audit::anchor_aws::s3_client(sdk);
+    for b in template.buckets()? {
+        create_bucket(&s3, &b).await?;
+    }
+    let kms = aws_sdk_kms::Client::new(sdk);
+    for k in template.kms_keys() {
+        create_kms_key(&kms, &k).await?;
     }
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
     for s in template.secrets() {

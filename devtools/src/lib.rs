@@ -17,5 +17,6 @@ pub mod procs;
 pub mod runtime_api;
 pub mod screen;
 pub mod stack;
+pub mod streams;
 pub mod template;
 pub mod tools;

@@ -1,8 +1,10 @@
-//! The whole local stack: emulator → tables and secrets from the template → local OIDC provider
-//! serving the dev key → functions built → `cargo lambda watch` serving all three → one jwks-sync
-//! run (what the template's custom resource does after a deploy) fills the JWKS secret from the
-//! provider → the authorizer and predict cold-started → local gateway. `cargo xtask dev` also
-//! runs jwks-sync on a schedule, as EventBridge would; the test stack leaves that to the tests.
+//! The whole local stack: emulator → tables, buckets, KMS keys and secrets from the template →
+//! local OIDC provider serving the dev key → functions built → `cargo lambda watch` serving them →
+//! one jwks-sync run (what the template's custom resource does after a deploy) fills the JWKS
+//! secret from the provider → the authorizer and predict cold-started → local gateway, and a
+//! stream poller playing the audit stream's event source mapping for the sentinel. `cargo xtask
+//! dev` also runs jwks-sync on a schedule, as EventBridge would; the test stack leaves that to
+//! the tests.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,9 +22,14 @@ use crate::gateway::{self, GatewayConfig, GatewayHandle};
 use crate::oidc::{self, OidcHandle};
 use crate::paths;
 use crate::procs::{Managed, ensure_port_free, wait_for_port};
+use crate::streams::{self, PollerConfig, PollerHandle};
 use crate::template::Template;
 
 pub use crate::ports::Ports;
+
+/// The stream poller's batching window locally (deployed: the template's DigestIntervalSecs), so
+/// the dev stack anchors and exports records within seconds.
+pub const LOCAL_BATCHING_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -50,6 +57,7 @@ pub struct Stack {
     pub preset: Preset,
     /// The Lambda invoke API of `cargo lambda watch`.
     pub invoke_url: String,
+    pub pollers: Vec<PollerHandle>,
     watch: Managed,
     scheduler: Option<tokio::task::JoinHandle<()>>,
 }
@@ -58,19 +66,30 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// The functions the stack runs (their binaries).
-pub const FUNCTIONS: [&str; 3] = ["authorizer", "predict", "jwks-sync"];
+/// The function crates (the template's binaries).
+pub const FUNCTIONS: [&str; 5] = [
+    "authorizer",
+    "predict",
+    "jwks-sync",
+    "audit-sentinel",
+    "audit-reader",
+];
 
 /// Builds the function binaries, so that watch's lazy build on first invoke is a no-op.
 pub fn build_functions() -> Result<()> {
-    eprintln!("==> building the functions (cargo build -p authorizer -p predict -p jwks-sync)");
-    let mut cmd = std::process::Command::new(cargo());
-    cmd.current_dir(paths::repo_root())
-        .args(["build", "--quiet"]);
+    eprintln!(
+        "==> building the functions (cargo build -p {})",
+        FUNCTIONS.join(" -p ")
+    );
+    let mut args = vec!["build", "--quiet"];
     for f in FUNCTIONS {
-        cmd.args(["-p", f]);
+        args.extend(["-p", f]);
     }
-    let status = cmd.status().context("running cargo build")?;
+    let status = std::process::Command::new(cargo())
+        .current_dir(paths::repo_root())
+        .args(args)
+        .status()
+        .context("running cargo build")?;
     if !status.success() {
         bail!("building the functions failed");
     }
@@ -203,6 +222,50 @@ impl Stack {
         gateway::invoke_function(&client, &invoke_url, "predict", &probe)
             .await
             .with_context(|| format!("predict did not start (see {})", log.display()))?;
+        let audit_probe = json!({"version": "2.0", "routeKey": "GET /v1/audit", "rawPath": "/v1/audit",
+            "headers": {}, "isBase64Encoded": false,
+            "requestContext": {"http": {"method": "GET", "path": "/v1/audit"}, "requestId": "warmup", "routeKey": "GET /v1/audit"}});
+        let r = gateway::invoke_function(&client, &invoke_url, "audit-reader", &audit_probe)
+            .await
+            .with_context(|| format!("audit-reader did not start (see {})", log.display()))?;
+        if r.get("statusCode") != Some(&json!(401)) {
+            bail!("audit-reader answered a request without a principal with {r}");
+        }
+        gateway::invoke_function(
+            &client,
+            &invoke_url,
+            "audit-sentinel",
+            &json!({"Records": []}),
+        )
+        .await
+        .with_context(|| format!("audit-sentinel did not start (see {})", log.display()))?;
+
+        // The audit stream's event source mapping, as the template declares it (with a short
+        // batching window locally).
+        let mut pollers = Vec::new();
+        for c in template.stream_consumers()? {
+            eprintln!(
+                "==> polling {}'s stream for {} (batches of {}, window {:?})",
+                c.table, c.binary, c.batch_size, LOCAL_BATCHING_WINDOW
+            );
+            pollers.push(
+                streams::start(
+                    &sdk,
+                    PollerConfig {
+                        table: c.table.clone(),
+                        batch_size: usize::try_from(c.batch_size).unwrap_or(100),
+                        batching_window: LOCAL_BATCHING_WINDOW,
+                        poll_interval: Duration::from_millis(250),
+                    },
+                    std::sync::Arc::new(streams::InvokeApi {
+                        client: client.clone(),
+                        invoke_url: invoke_url.clone(),
+                        function: c.binary.clone(),
+                    }),
+                )
+                .await?,
+            );
+        }
 
         let gw_config = GatewayConfig::from_template(&template, &invoke_url)?;
         let gateway =
@@ -238,6 +301,7 @@ impl Stack {
             audience,
             preset: opts.preset,
             invoke_url,
+            pollers,
             watch,
             scheduler,
         })
@@ -266,6 +330,9 @@ impl Stack {
     pub async fn stop(&mut self) {
         if let Some(s) = self.scheduler.take() {
             s.abort();
+        }
+        for p in &self.pollers {
+            p.stop();
         }
         self.gateway.stop();
         self.oidc.stop();

@@ -31,12 +31,55 @@ pub struct TableDef {
     pub keys: Vec<KeyElement>,
     pub indexes: Vec<IndexDef>,
     pub ttl_attribute: Option<String>,
+    /// `StreamSpecification.StreamViewType`, when the table has a stream.
+    pub stream_view_type: Option<String>,
+}
+
+/// An S3 bucket of the template. Locally its name is its logical id in lower case (bucket names
+/// allow no capitals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketDef {
+    pub logical_id: String,
+    pub name: String,
+    pub versioned: bool,
+    /// Object Lock default retention: (mode, days), days resolved from its parameter's default.
+    pub object_lock: Option<(String, u32)>,
+}
+
+/// A KMS key of the template. Locally it is reached through the alias `alias/<logical id>`
+/// (KMS assigns key ids at creation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsKeyDef {
+    pub logical_id: String,
+    pub alias: String,
+    pub key_spec: String,
+    pub key_usage: String,
+}
+
+/// The local name of a bucket resource.
+pub fn bucket_name(logical_id: &str) -> String {
+    logical_id.to_ascii_lowercase()
+}
+
+/// The local alias of a KMS key resource.
+pub fn key_alias(logical_id: &str) -> String {
+    format!("alias/{logical_id}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretInit {
     Value(String),
     Generate { length: u32 },
+}
+
+/// A DynamoDB stream event source mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConsumerDef {
+    pub function: String,
+    pub binary: String,
+    pub table: String,
+    pub batch_size: u64,
+    pub batching_window_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +179,7 @@ impl Template {
     }
 
     /// Resolves a scalar or `Ref` the way the local stack names things: parameters take their
-    /// defaults, resources their logical id.
+    /// defaults, resources their logical id (buckets in lower case, KMS keys by their alias).
     pub fn resolve(&self, v: &Value) -> Result<String> {
         match v {
             Value::String(s) => Ok(s.clone()),
@@ -149,8 +192,12 @@ impl Template {
                     .ok_or_else(|| anyhow!("cannot resolve {v:?} locally"))?;
                 if let Some(d) = self.parameter_default(r) {
                     Ok(d)
-                } else if self.resource(r).is_ok() {
-                    Ok(r.to_owned())
+                } else if let Ok(res) = self.resource(r) {
+                    Ok(match res.get("Type").and_then(Value::as_str) {
+                        Some("AWS::S3::Bucket") => bucket_name(r),
+                        Some("AWS::KMS::Key") => key_alias(r),
+                        _ => r.to_owned(),
+                    })
                 } else {
                     bail!("Ref to unknown {r}")
                 }
@@ -193,9 +240,116 @@ impl Template {
                         .and_then(|t| t.get("AttributeName"))
                         .and_then(Value::as_str)
                         .map(str::to_owned),
+                    stream_view_type: p
+                        .get("StreamSpecification")
+                        .and_then(|t| t.get("StreamViewType"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                 }
             })
             .collect()
+    }
+
+    pub fn buckets(&self) -> Result<Vec<BucketDef>> {
+        self.of_type("AWS::S3::Bucket")
+            .map(|(id, r)| {
+                let p = r.get("Properties").cloned().unwrap_or(Value::Null);
+                let versioned = p
+                    .get("VersioningConfiguration")
+                    .and_then(|v| v.get("Status"))
+                    .and_then(Value::as_str)
+                    == Some("Enabled");
+                let retention = p
+                    .get("ObjectLockConfiguration")
+                    .and_then(|o| o.get("Rule"))
+                    .and_then(|r| r.get("DefaultRetention"));
+                let object_lock = match retention {
+                    Some(d) => {
+                        let mode = d
+                            .get("Mode")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| anyhow!("{id}: DefaultRetention without Mode"))?;
+                        let days = self
+                            .resolve(d.get("Days").unwrap_or(&Value::Null))?
+                            .parse()
+                            .with_context(|| format!("{id}: DefaultRetention.Days"))?;
+                        Some((mode.to_owned(), days))
+                    }
+                    None => None,
+                };
+                Ok(BucketDef {
+                    logical_id: id.to_owned(),
+                    name: bucket_name(id),
+                    versioned,
+                    object_lock,
+                })
+            })
+            .collect()
+    }
+
+    pub fn kms_keys(&self) -> Vec<KmsKeyDef> {
+        self.of_type("AWS::KMS::Key")
+            .map(|(id, r)| {
+                let p = r.get("Properties");
+                let prop = |k: &str, default: &str| {
+                    p.and_then(|p| p.get(k))
+                        .and_then(Value::as_str)
+                        .unwrap_or(default)
+                        .to_owned()
+                };
+                KmsKeyDef {
+                    logical_id: id.to_owned(),
+                    alias: key_alias(id),
+                    key_spec: prop("KeySpec", "SYMMETRIC_DEFAULT"),
+                    key_usage: prop("KeyUsage", "ENCRYPT_DECRYPT"),
+                }
+            })
+            .collect()
+    }
+
+    /// The event source mappings of DynamoDB stream events: (function's binary, table logical
+    /// id, batch size, batching window in seconds), resolved for the local stack.
+    pub fn stream_consumers(&self) -> Result<Vec<StreamConsumerDef>> {
+        let mut out = Vec::new();
+        for (id, f) in self.of_type("AWS::Serverless::Function") {
+            let events = f
+                .get("Properties")
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping);
+            for (_, e) in events.into_iter().flatten() {
+                if e.get("Type").and_then(Value::as_str) != Some("DynamoDB") {
+                    continue;
+                }
+                let p = e
+                    .get("Properties")
+                    .ok_or_else(|| anyhow!("{id}: DynamoDB event without Properties"))?;
+                let table = p
+                    .get("Stream")
+                    .and_then(|s| s.get("Fn::GetAtt"))
+                    .and_then(Value::as_sequence)
+                    .and_then(|g| g.first())
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("{id}: Stream must be Fn::GetAtt [Table, StreamArn]"))?
+                    .to_owned();
+                let num = |k: &str, default: u64| -> Result<u64> {
+                    match p.get(k) {
+                        Some(v) => self
+                            .resolve(v)?
+                            .parse()
+                            .with_context(|| format!("{id}: {k}")),
+                        None => Ok(default),
+                    }
+                };
+                out.push(StreamConsumerDef {
+                    function: id.to_owned(),
+                    binary: self.binary_of(id)?,
+                    table,
+                    batch_size: num("BatchSize", 100)?,
+                    batching_window_secs: num("MaximumBatchingWindowInSeconds", 0)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn secrets(&self) -> Vec<SecretDef> {
@@ -362,5 +516,37 @@ mod tests {
         assert!(tables.iter().any(|t| t.logical_id == "RateLimitTable"));
         let env = t.function_env("AuthorizerFunction").unwrap();
         assert_eq!(env["GATEHOUSE_JWKS_SECRET_ID"], "JwksSecret");
+        let audit = tables
+            .iter()
+            .find(|t| t.logical_id == "AuditTable")
+            .unwrap();
+        assert_eq!(
+            audit.stream_view_type.as_deref(),
+            Some("NEW_AND_OLD_IMAGES")
+        );
+        let buckets = t.buckets().unwrap();
+        let digest = buckets
+            .iter()
+            .find(|b| b.logical_id == "AuditDigestBucket")
+            .unwrap();
+        assert_eq!(digest.name, "auditdigestbucket");
+        assert!(digest.versioned);
+        assert_eq!(digest.object_lock.as_ref().unwrap().0, "COMPLIANCE");
+        let keys = t.kms_keys();
+        assert_eq!(keys[0].key_spec, "ECC_NIST_P256");
+        assert_eq!(keys[0].key_usage, "SIGN_VERIFY");
+        let sentinel = t.function_env("SentinelFunction").unwrap();
+        assert_eq!(sentinel["GATEHOUSE_DIGEST_BUCKET"], "auditdigestbucket");
+        assert_eq!(sentinel["GATEHOUSE_DIGEST_KEY_ID"], "alias/AuditDigestKey");
+        let consumers = t.stream_consumers().unwrap();
+        assert_eq!(consumers.len(), 1);
+        assert_eq!(consumers[0].binary, "audit-sentinel");
+        assert_eq!(consumers[0].table, "AuditTable");
+        assert!(consumers[0].batching_window_secs <= 300);
+        assert!(
+            routes
+                .iter()
+                .any(|r| r.route_key() == "GET /v1/audit" && r.binary == "audit-reader")
+        );
     }
 }

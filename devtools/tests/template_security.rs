@@ -4,9 +4,11 @@
 //! included.
 //!
 //! The only wildcards allowed in IAM are the ones AWS imposes: the `:*` log-stream suffix that
-//! `Fn::GetAtt LogGroup.Arn` carries (Lambda names its log streams), and SAM's
-//! `lambda:InvokeFunction` permissions for API Gateway, whose SourceArn ends in
-//! `/authorizers/*` (the authorizer id) — a resource policy, not a role.
+//! `Fn::GetAtt LogGroup.Arn` carries (Lambda names its log streams), the object suffix of an
+//! audit bucket's key prefix (`<bucket>/digests/*`: the sentinel names each object), the table's
+//! indexes (`<table>/index/*` for the reader's Query), and SAM's `lambda:InvokeFunction`
+//! permissions for API Gateway, whose SourceArn ends in `/authorizers/*` (the authorizer id) — a
+//! resource policy, not a role.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,6 +67,29 @@ fn target(v: &Value) -> Option<&str> {
         .or_else(|| v.get("Fn::GetAtt").and_then(|g| g[0].as_str()))
 }
 
+/// A role statement's resource as a label: `X` (Ref, or GetAtt X.Arn), `X.StreamArn`, or for
+/// `Fn::Sub "${X.Arn}/rest"` the text `X/rest`. Anything else (a literal ARN, "*") is refused.
+fn resource_label(role_id: &str, r: &Value) -> String {
+    if let Some(get_att) = r.get("Fn::GetAtt") {
+        let (res, att) = (get_att[0].as_str().unwrap(), get_att[1].as_str().unwrap());
+        return match att {
+            "Arn" => res.to_owned(),
+            "StreamArn" => format!("{res}.StreamArn"),
+            other => panic!("{role_id}: GetAtt {res}.{other}"),
+        };
+    }
+    if let Some(sub) = r.get("Fn::Sub").and_then(Value::as_str) {
+        let rest = sub
+            .strip_prefix("${")
+            .and_then(|s| s.split_once(".Arn}"))
+            .unwrap_or_else(|| panic!("{role_id}: resource {r} must start with ${{X.Arn}}"));
+        return format!("{}{}", rest.0, rest.1);
+    }
+    target(r)
+        .unwrap_or_else(|| panic!("{role_id}: resource {r} is not a Ref/GetAtt/Sub of ours"))
+        .to_owned()
+}
+
 fn as_list(v: &Value) -> Vec<&Value> {
     match v {
         Value::Array(a) => a.iter().collect(),
@@ -115,7 +140,7 @@ fn roles_grant_only_what_each_function_needs() {
     let t = translated();
     let roles = of_type(&t, "AWS::IAM::Role");
     let users = function_roles(&t);
-    assert_eq!(roles.len(), 3, "one role per function, nothing else");
+    assert_eq!(roles.len(), 5, "one role per function, nothing else");
     assert!(
         of_type(&t, "AWS::IAM::Policy").is_empty()
             && of_type(&t, "AWS::IAM::ManagedPolicy").is_empty()
@@ -153,6 +178,35 @@ fn roles_grant_only_what_each_function_needs() {
                 ("secretsmanager:PutSecretValue", "JwksSecret"),
             ]),
         ),
+        (
+            // No write to the audit table, no HMAC key; kms:Sign comes from the key policy.
+            "SentinelFunction",
+            BTreeSet::from([
+                ("logs:CreateLogStream", "SentinelLogGroup"),
+                ("logs:PutLogEvents", "SentinelLogGroup"),
+                ("dynamodb:DescribeStream", "AuditTable.StreamArn"),
+                ("dynamodb:GetRecords", "AuditTable.StreamArn"),
+                ("dynamodb:GetShardIterator", "AuditTable.StreamArn"),
+                ("dynamodb:ListStreams", "AuditTable.StreamArn"),
+                ("dynamodb:GetItem", "AuditTable"),
+                ("s3:GetObject", "AuditDigestBucket/digests/*"),
+                ("s3:PutObject", "AuditDigestBucket/digests/*"),
+                ("s3:ListBucket", "AuditDigestBucket"),
+                ("s3:PutObject", "AuditExportBucket/${ExportPrefix}/*"),
+            ]),
+        ),
+        (
+            // Read-only: Query the indexes, read digests, fetch the public key.
+            "ReaderFunction",
+            BTreeSet::from([
+                ("logs:CreateLogStream", "ReaderLogGroup"),
+                ("logs:PutLogEvents", "ReaderLogGroup"),
+                ("dynamodb:Query", "AuditTable/index/*"),
+                ("s3:GetObject", "AuditDigestBucket/digests/*"),
+                ("s3:ListBucket", "AuditDigestBucket"),
+                ("kms:GetPublicKey", "AuditDigestKey"),
+            ]),
+        ),
     ]);
     for (role_id, role) in roles {
         let function = users
@@ -187,13 +241,9 @@ fn roles_grant_only_what_each_function_needs() {
             for r in as_list(&s["Resource"]) {
                 // Literal ARNs (or "*") are refused: every resource is one of this template's
                 // resources or the model-ARN parameter.
-                let to = target(r)
-                    .unwrap_or_else(|| panic!("{role_id}: resource {r} is not a Ref/GetAtt"));
-                if let Some(get_att) = r.get("Fn::GetAtt") {
-                    assert_eq!(get_att[1], "Arn", "{role_id}: {r}");
-                }
+                let to = resource_label(role_id, r);
                 for a in &actions {
-                    granted.insert((a.clone(), to.to_owned()));
+                    granted.insert((a.clone(), to.clone()));
                 }
             }
         }
@@ -269,24 +319,209 @@ fn each_role_reaches_only_its_own_rate_table_keys() {
 #[test]
 fn nothing_may_update_or_delete_the_audit_table() {
     let t = translated();
+    const WRITES: [&str; 6] = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+    ];
+    let users = function_roles(&t);
     for (role_id, role) in of_type(&t, "AWS::IAM::Role") {
+        let writer = ["AuthorizerFunction", "PredictFunction"].contains(&users[role_id].as_str());
         for s in statements(role) {
             let on_audit = as_list(&s["Resource"])
                 .iter()
-                .any(|r| target(r) == Some("AuditTable"));
-            if on_audit {
+                .any(|r| resource_label(role_id, r).starts_with("AuditTable"));
+            if !on_audit {
+                continue;
+            }
+            let actions = strings(&s["Action"]);
+            if writer {
                 assert_eq!(
-                    strings(&s["Action"]),
+                    actions,
                     vec!["dynamodb:PutItem".to_string()],
-                    "{role_id}: only PutItem on the audit table"
+                    "{role_id}: the writers keep PutItem only"
                 );
+            } else {
+                for a in &actions {
+                    assert!(
+                        !WRITES.contains(&a.as_str()),
+                        "{role_id}: {a} on the audit table"
+                    );
+                }
             }
         }
     }
     let audit = &resources(&t)["AuditTable"];
     assert_eq!(audit["DeletionPolicy"], "Retain");
     assert_eq!(audit["UpdateReplacePolicy"], "Retain");
-    assert_eq!(audit["Properties"]["DeletionProtectionEnabled"], true);
+    let p = &audit["Properties"];
+    assert_eq!(p["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        p["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES",
+        "the sentinel sees every overwrite and deletion"
+    );
+    // The table's resource policy: an explicit deny of every record change but PutItem, to every
+    // principal except the break-glass role parameter (when one is given).
+    let statements = as_list(&p["ResourcePolicy"]["PolicyDocument"]["Statement"]);
+    let deny: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Deny")
+        .collect();
+    assert_eq!(deny.len(), 1, "{statements:?}");
+    let deny = deny[0];
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Resource"], "*");
+    let denied: BTreeSet<String> = strings(&deny["Action"]).into_iter().collect();
+    for a in [
+        "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+    ] {
+        assert!(denied.contains(a), "{a} is not denied");
+    }
+    assert!(
+        !denied.contains("dynamodb:PutItem"),
+        "the writers keep PutItem"
+    );
+    assert!(
+        !statements.iter().any(|s| s["Effect"] == "Allow"),
+        "the table policy grants nothing"
+    );
+    let cond = &deny["Condition"]["Fn::If"];
+    assert_eq!(cond[0], "HasBreakGlassRole");
+    assert_eq!(
+        cond[1],
+        json!({"ArnNotEquals": {"aws:PrincipalArn": {"Ref": "AuditBreakGlassRoleArn"}}})
+    );
+    assert_eq!(
+        cond[2],
+        json!({"Ref": "AWS::NoValue"}),
+        "no role given: nobody is exempt"
+    );
+    assert_eq!(param_default(&t, "AuditBreakGlassRoleArn"), "");
+}
+
+#[test]
+fn only_the_sentinel_signs_digests_and_they_are_write_once() {
+    let t = translated();
+    let key = &resources(&t)["AuditDigestKey"]["Properties"];
+    assert_eq!(key["KeySpec"], "ECC_NIST_P256");
+    assert_eq!(key["KeyUsage"], "SIGN_VERIFY");
+    let sentinel_arn = json!({"Fn::GetAtt": ["SentinelRole", "Arn"]});
+    let mut sign_allowed_to = Vec::new();
+    let mut sign_denied_except = Vec::new();
+    for s in as_list(&key["KeyPolicy"]["Statement"]) {
+        let actions = strings(&s["Action"]);
+        let signs = actions.iter().any(|a| a == "kms:Sign" || a == "kms:*");
+        if s["Effect"] == "Allow" && signs {
+            sign_allowed_to.push(s["Principal"]["AWS"].clone());
+        }
+        if s["Effect"] == "Deny" && actions.contains(&"kms:Sign".to_string()) {
+            assert_eq!(s["Principal"], "*");
+            sign_denied_except.push(s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].clone());
+        }
+        assert!(
+            !actions.iter().any(|a| a == "kms:*"),
+            "no statement grants every KMS action: {s}"
+        );
+    }
+    assert_eq!(
+        sign_allowed_to,
+        vec![sentinel_arn.clone()],
+        "only the sentinel may Sign"
+    );
+    assert_eq!(
+        sign_denied_except,
+        vec![sentinel_arn],
+        "everyone else is denied Sign"
+    );
+    // No role gets KMS or S3 rights it should not: the writers none at all, the reader only
+    // the public key.
+    for (role_id, role) in of_type(&t, "AWS::IAM::Role") {
+        for s in statements(role) {
+            for a in strings(&s["Action"]) {
+                assert_ne!(
+                    a, "kms:Sign",
+                    "{role_id}: Sign comes from the key policy only"
+                );
+                if ["AuthorizerRole", "PredictRole"].contains(&role_id) {
+                    assert!(
+                        !a.starts_with("kms:") && !a.starts_with("s3:"),
+                        "{role_id}: {a}"
+                    );
+                }
+            }
+        }
+    }
+    let bucket = &resources(&t)["AuditDigestBucket"];
+    assert_eq!(bucket["DeletionPolicy"], "Retain");
+    let b = &bucket["Properties"];
+    assert_eq!(b["ObjectLockEnabled"], true);
+    assert_eq!(
+        b["ObjectLockConfiguration"]["Rule"]["DefaultRetention"],
+        json!({"Mode": "COMPLIANCE", "Days": {"Ref": "DigestRetentionDays"}})
+    );
+    assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+    for bucket_id in ["AuditDigestBucket", "AuditExportBucket"] {
+        let pab = &resources(&t)[bucket_id]["Properties"]["PublicAccessBlockConfiguration"];
+        for k in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
+            assert_eq!(pab[k], true, "{bucket_id}.{k}");
+        }
+    }
+    let policy = of_type(&t, "AWS::S3::BucketPolicy")
+        .into_iter()
+        .find(|(_, p)| p["Properties"]["Bucket"] == json!({"Ref": "AuditDigestBucket"}))
+        .expect("a digest bucket policy")
+        .1;
+    let text = policy.to_string();
+    assert!(text.contains("aws:SecureTransport"), "TLS only");
+    let only_sentinel = as_list(&policy["Properties"]["PolicyDocument"]["Statement"])
+        .into_iter()
+        .any(|s| {
+            s["Effect"] == "Deny"
+                && strings(&s["Action"]).contains(&"s3:PutObject".to_string())
+                && s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+                    == json!({"Fn::GetAtt": ["SentinelRole", "Arn"]})
+        });
+    assert!(only_sentinel, "only the sentinel may put digests");
+}
+
+#[test]
+fn the_sentinel_consumes_the_audit_stream_without_skipping() {
+    let t = translated();
+    let mappings = of_type(&t, "AWS::Lambda::EventSourceMapping");
+    assert_eq!(mappings.len(), 1);
+    let p = &mappings[0].1["Properties"];
+    assert_eq!(p["FunctionName"], json!({"Ref": "SentinelFunction"}));
+    assert_eq!(
+        p["EventSourceArn"],
+        json!({"Fn::GetAtt": ["AuditTable", "StreamArn"]})
+    );
+    assert_eq!(p["StartingPosition"], "TRIM_HORIZON");
+    assert_eq!(p["BatchSize"], json!({"Ref": "DigestMaxRecords"}));
+    assert_eq!(
+        p["MaximumBatchingWindowInSeconds"],
+        json!({"Ref": "DigestIntervalSecs"})
+    );
+    assert_eq!(
+        p["MaximumRetryAttempts"], -1,
+        "a failed batch is retried, never skipped"
+    );
+    assert_eq!(p["BisectBatchOnFunctionError"], false);
+    assert!(
+        t["Parameters"]["DigestIntervalSecs"]["MaxValue"]
+            .as_u64()
+            .unwrap()
+            <= 300
+    );
 }
 
 #[test]
@@ -438,7 +673,11 @@ fn functions_tables_and_logs_are_configured_as_documented() {
         let mem = p["MemorySize"].as_u64().unwrap();
         assert!((128..=256).contains(&mem), "{id}: {mem} MB");
         let timeout = p["Timeout"].as_u64().unwrap();
-        assert!((1..30).contains(&timeout), "{id}: below HTTP API's 30 s");
+        if id == "SentinelFunction" {
+            assert!((1..=900).contains(&timeout), "{id}: {timeout} s");
+        } else {
+            assert!((1..30).contains(&timeout), "{id}: below HTTP API's 30 s");
+        }
         let group = target(&p["LoggingConfig"]["LogGroup"]).unwrap();
         let role = target(&p["Role"]).unwrap();
         assert!(
@@ -497,6 +736,9 @@ fn alarms_watch_errors_and_decision_spikes() {
     for want in [
         ("AWS/Lambda", "Errors", "AuthorizerFunction"),
         ("AWS/Lambda", "Errors", "PredictFunction"),
+        ("AWS/Lambda", "Errors", "SentinelFunction"),
+        ("AWS/Lambda", "Errors", "ReaderFunction"),
+        ("AWS/Lambda", "IteratorAge", "SentinelFunction"),
         ("Gatehouse", "Denied", "AuthorizerFunction"),
         ("Gatehouse", "Blocked", "PredictFunction"),
         ("Gatehouse", "RateLimited", "PredictFunction"),
@@ -507,6 +749,13 @@ fn alarms_watch_errors_and_decision_spikes() {
         ),
         ("Gatehouse", "JwksSyncFailed", "JwksSyncFunction"),
         ("AWS/Lambda", "Errors", "JwksSyncFunction"),
+        // Fail-closed 503s (audit or rate store unavailable) and sentinel findings.
+        ("Gatehouse", "Unavailable", "PredictFunction"),
+        (
+            "Gatehouse",
+            gatehouse::audit::sentinel::FINDINGS_METRIC,
+            "SentinelFunction",
+        ),
     ] {
         assert!(
             alarms
@@ -516,7 +765,7 @@ fn alarms_watch_errors_and_decision_spikes() {
         );
     }
     // The EMF metric names the functions emit are the ones alarmed on.
-    for m in ["Denied", "Blocked", "RateLimited"] {
+    for m in ["Denied", "Blocked", "RateLimited", "Unavailable"] {
         assert!(
             gatehouse::audit::Decision::ALL
                 .iter()

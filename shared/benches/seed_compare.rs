@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion) {
                     window: Duration::from_secs(300),
                 },
             ),
-            audit: gatehouse::setup::in_memory_audit("authorizer", SystemTime::now()),
+            audit: gatehouse::setup::in_memory_audit("authorizer", SystemTime::now()).unwrap(),
             clock: Arc::new(SystemClock),
         }
     });

@@ -23,29 +23,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 512;
 /// The members a predict body may have.
 pub const MEMBERS: [&str; 4] = ["prompt", "model", "temperature", "max_tokens"];
 
-/// One problem with one part of a request, as an entry of the problem's `errors` member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// `#` + an RFC 6901 JSON pointer (`#/max_tokens`); `#` alone is the whole body.
-    pub pointer: String,
-    pub detail: String,
-}
-
-impl FieldError {
-    /// An error about the top-level member `member` ("" = the whole body).
-    pub fn at(member: &str, detail: impl Into<String>) -> Self {
-        let pointer = if member.is_empty() {
-            "#".to_owned()
-        } else {
-            // RFC 6901 §3: `~` → `~0`, `/` → `~1`.
-            format!("#/{}", member.replace('~', "~0").replace('/', "~1"))
-        };
-        Self {
-            pointer,
-            detail: detail.into(),
-        }
-    }
-}
+pub use crate::error::FieldError;
 
 /// A prompt of 1..=max characters (Unicode scalar values), not yet sanitized.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use aws_lambda_events::apigw::{
 };
 use serde_json::Value;
 
-use crate::audit::{AuditEvent, AuditLog, Decision};
+use crate::audit::{AuditEvent, AuditLog, Decision, RecordRef};
 use crate::auth::{AuthError, JwksSource, KeyCache, TokenPolicy};
 use crate::clock::Clock;
 use crate::policy::PolicyStore;
@@ -41,6 +41,9 @@ pub struct GateDecision {
     pub credential_failure: bool,
     /// The source IP was over its failed-verification limit when this failure came in.
     pub ip_blocked: bool,
+    /// Where the denial's audit record sits (segment, seq), for the log line; `None` for an
+    /// allow (predict audits it) or when the audit write failed.
+    pub audit: Option<RecordRef>,
 }
 
 impl GateDecision {
@@ -53,6 +56,7 @@ impl GateDecision {
             policy_ids: vec![],
             credential_failure: error.is_credential_failure(),
             ip_blocked: false,
+            audit: None,
         }
     }
 }
@@ -118,8 +122,11 @@ impl<S: JwksSource> Gate<S> {
             latency: started.elapsed(),
             extra: &[],
         };
-        if let Err(e) = self.audit.record(&event).await {
-            tracing::error!(request_id = req.request_id, error = %e, "audit write of a denial failed");
+        match self.audit.record(&event).await {
+            Ok(at) => d.audit = Some(at),
+            Err(e) => {
+                tracing::error!(request_id = req.request_id, error = %e, "audit write of a denial failed");
+            }
         }
         d
     }
@@ -163,6 +170,7 @@ impl<S: JwksSource> Gate<S> {
             policy_ids: d.policy_ids,
             credential_failure: false,
             ip_blocked: false,
+            audit: None,
         }
     }
 }
@@ -225,6 +233,7 @@ mod tests {
             policy_ids: vec![],
             credential_failure: false,
             ip_blocked: false,
+            audit: None,
         };
         let r = simple_response(&d);
         assert!(r.is_authorized);

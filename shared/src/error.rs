@@ -2,8 +2,6 @@
 //! variant is one problem type of `docs/problems.md`.
 use std::time::Duration;
 
-use crate::api::FieldError;
-
 /// Why a model was refused. The caller always gets the same answer ("model not available"), so
 /// the status never tells whether another tenant's private model exists; the audit record and the
 /// log keep the real cause.
@@ -60,6 +58,30 @@ impl LimitName {
             Self::TokensMonth => "tokens-month",
             Self::TenantTokens => "tenant-tokens",
             Self::TenantTokensMonth => "tenant-tokens-month",
+        }
+    }
+}
+
+/// One problem with one part of a request, as an entry of the problem's `errors` member.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// `#` + an RFC 6901 JSON pointer (`#/max_tokens`); `#` alone is the whole body.
+    pub pointer: String,
+    pub detail: String,
+}
+
+impl FieldError {
+    /// An error about the top-level member `member` ("" = the whole body).
+    pub fn at(member: &str, detail: impl Into<String>) -> Self {
+        let pointer = if member.is_empty() {
+            "#".to_owned()
+        } else {
+            // RFC 6901 §3: `~` → `~0`, `/` → `~1`.
+            format!("#/{}", member.replace('~', "~0").replace('/', "~1"))
+        };
+        Self {
+            pointer,
+            detail: detail.into(),
         }
     }
 }

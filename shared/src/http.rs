@@ -13,10 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::error::ApiError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
-/// Default problem type base. `.invalid` (RFC 2606) never resolves, so no client can be led to a
-/// third party's site by dereferencing it; deployments set `GATEHOUSE_PROBLEM_BASE_URL` (template
-/// parameter `ProblemTypeBaseUrl`) to where they publish `docs/problems.md`.
-pub const DEFAULT_PROBLEM_BASE: &str = "https://gatehouse.invalid/problems/";
+pub use crate::config::DEFAULT_PROBLEM_BASE;
 
 /// Every problem type: (slug, status, title). The slugs are the section anchors of
 /// `docs/problems.md`; a test holds the document to this table.
@@ -57,7 +54,7 @@ pub fn rfc3339_secs(secs: u64) -> String {
     crate::audit::record::rfc3339(secs.saturating_mul(1000))
 }
 
-fn joined(errors: &[crate::api::FieldError]) -> String {
+fn joined(errors: &[crate::error::FieldError]) -> String {
     errors
         .iter()
         .map(|e| {

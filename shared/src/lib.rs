@@ -18,7 +18,7 @@ pub mod secrets;
 pub mod text;
 
 // Building blocks.
-#[cfg(feature = "audit")]
+#[cfg(feature = "audit-core")]
 pub mod audit;
 #[cfg(feature = "auth")]
 pub mod auth;
@@ -35,15 +35,17 @@ pub mod screen;
 #[cfg(feature = "authorizer")]
 pub mod authorizer;
 
-// predict: the HTTP API layer and the pipeline.
+// The HTTP API layer (errors and their one problem+json mapping): predict and the audit reader.
+#[cfg(any(feature = "predict", feature = "audit-reader"))]
+pub mod error;
+#[cfg(any(feature = "predict", feature = "audit-reader"))]
+pub mod http;
+
+// predict: request validation and the pipeline.
 #[cfg(feature = "predict")]
 pub mod api;
 #[cfg(feature = "predict")]
-pub mod error;
-#[cfg(feature = "predict")]
 pub mod guardrail;
-#[cfg(feature = "predict")]
-pub mod http;
 #[cfg(feature = "predict")]
 pub mod model;
 // The Amazon Bedrock adapters of predict's model and screen traits.

@@ -49,6 +49,37 @@ pub fn emit(fallback_function: &str, metric: &str, latency: Duration) {
     println!("{}", emf_line(&function, metric, latency, ts));
 }
 
+/// The EMF document of `count` occurrences of metric `name` (a plain count, no latency): the
+/// sentinel's `VerificationFailures`, for instance.
+pub fn emf_count_line(function: &str, name: &str, count: u64, timestamp_ms: u64) -> Value {
+    let mut doc = json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": [{"Name": name, "Unit": "Count"}]
+            }]
+        },
+        "Function": function,
+    });
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert(name.to_owned(), json!(count));
+    }
+    doc
+}
+
+/// Prints the EMF line of `count` occurrences of `metric` (see `emit`).
+pub fn emit_count(fallback_function: &str, metric: &str, count: u64) {
+    let function =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| fallback_function.to_owned());
+    let ts = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    println!("{}", emf_count_line(&function, metric, count, ts));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +103,15 @@ mod tests {
         assert_eq!(v["LatencyMs"], 12);
         assert_eq!(v["Function"], "gatehouse-dev-PredictFunction-x");
         assert!(!v.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn count_document_carries_its_count() {
+        let v = emf_count_line("sentinel", "VerificationFailures", 3, 1);
+        assert_eq!(v["VerificationFailures"], 3);
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "VerificationFailures"
+        );
     }
 }

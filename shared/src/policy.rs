@@ -256,6 +256,7 @@ pub struct PolicyStore {
     role_type: EntityTypeName,
     action_invoke: EntityUid,
     action_predict: EntityUid,
+    action_read_content: EntityUid,
     route_memo: Mutex<HashMap<RouteMemoKey, PolicyDecision>>,
 }
 
@@ -366,6 +367,7 @@ impl PolicyStore {
             role_type: type_name(ROLE)?,
             action_invoke: uid(&action, "invoke"),
             action_predict: uid(&action, "predict"),
+            action_read_content: uid(&action, "read_audit_content"),
             route_memo: Mutex::new(HashMap::new()),
         };
         // A role counts towards predict's limits only if it may call predict on its own: the
@@ -580,6 +582,19 @@ impl PolicyStore {
             return PolicyDecision::deny(format!("unknown route {route_key:?}"));
         }
         self.decide(p, &self.action_invoke, route, Context::empty())
+    }
+
+    /// May this principal see prompt and output text in audit records read through `route_key`
+    /// (`GET /v1/audit`)? The text exists only in `full` content mode; this decides who sees it.
+    pub fn authorize_audit_content(&self, p: &Principal, route_key: &str) -> PolicyDecision {
+        let route = match type_name(ROUTE) {
+            Ok(t) => uid(&t, route_key),
+            Err(e) => return PolicyDecision::deny(e.to_string()),
+        };
+        if !self.entities.contains_key(&route) {
+            return PolicyDecision::deny(format!("unknown route {route_key:?}"));
+        }
+        self.decide(p, &self.action_read_content, route, Context::empty())
     }
 
     /// Model-level check (predict's): may this principal use `model` with `max_tokens`?

@@ -702,7 +702,7 @@ mod tests {
             rate_fail_open: false,
             audit: AuditLog::new(
                 Box::new(sink.clone()),
-                AuditKey::new(b"test-key"),
+                AuditKey::new(b"predict-unit-test-audit-key-0123456789").unwrap(),
                 AuditSettings {
                     content_mode: ContentMode::Hash,
                     full_text_max_bytes: 1024,
@@ -734,7 +734,7 @@ mod tests {
         let mut r = rig_with(Box::new(EchoModel), counter);
         r.p.audit = AuditLog::new(
             Box::new(sink),
-            AuditKey::new(b"test-key"),
+            AuditKey::new(b"predict-unit-test-audit-key-0123456789").unwrap(),
             AuditSettings {
                 content_mode: ContentMode::Hash,
                 full_text_max_bytes: 1024,

@@ -4,11 +4,11 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 
-#[cfg(feature = "audit")]
+#[cfg(feature = "audit-core")]
 use crate::audit::AuditKey;
 #[cfg(feature = "auth")]
 use crate::auth::{JwksSource, JwksVersions, SourceError};
-#[cfg(feature = "audit")]
+#[cfg(feature = "audit-core")]
 use secrecy::ExposeSecret;
 
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -22,6 +22,9 @@ pub enum SecretError {
     NotAString(String),
     #[error("Secrets Manager call failed: {0}")]
     Service(String),
+    #[cfg(feature = "audit-core")]
+    #[error("secret {0}: {1}")]
+    WeakKey(String, crate::audit::record::KeyTooShort),
 }
 
 /// Reads one staged version of a secret. `Ok(None)` when no version carries that stage
@@ -96,21 +99,27 @@ impl JwksSource for SecretsManagerJwks {
 }
 
 /// The audit-chain HMAC key (AWSCURRENT), read once at cold start. The secret text lives only
-/// inside this call; the returned key does not expose its bytes.
-#[cfg(feature = "audit")]
+/// inside this call; the returned key does not expose its bytes. A key under 32 bytes is an
+/// error (`WeakKey`): the function refuses to start rather than seal with a guessable key.
+#[cfg(feature = "audit-core")]
 pub async fn audit_key(client: &Client, secret_id: &str) -> Result<AuditKey, SecretError> {
     let secret = get_staged(client, secret_id, AWSCURRENT)
         .await?
         .ok_or_else(|| SecretError::NoSuchStage(secret_id.to_owned(), AWSCURRENT))?;
-    Ok(AuditKey::new(secret.expose_secret().as_bytes()))
+    AuditKey::new(secret.expose_secret().as_bytes())
+        .map_err(|e| SecretError::WeakKey(secret_id.to_owned(), e))
 }
 
 /// Every key version that may have signed records (AWSCURRENT and AWSPREVIOUS): the verifier's.
-#[cfg(feature = "audit")]
+/// A too-short AWSPREVIOUS is an error too: records sealed with it prove nothing.
+#[cfg(feature = "audit-core")]
 pub async fn audit_keys(client: &Client, secret_id: &str) -> Result<Vec<AuditKey>, SecretError> {
     let mut keys = vec![audit_key(client, secret_id).await?];
     if let Some(prev) = get_staged(client, secret_id, AWSPREVIOUS).await? {
-        keys.push(AuditKey::new(prev.expose_secret().as_bytes()));
+        keys.push(
+            AuditKey::new(prev.expose_secret().as_bytes())
+                .map_err(|e| SecretError::WeakKey(format!("{secret_id} (AWSPREVIOUS)"), e))?,
+        );
     }
     Ok(keys)
 }

@@ -24,6 +24,12 @@ pub enum SetupError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("secret: {0}")]
     Secret(#[from] crate::secrets::SecretError),
+    #[cfg(feature = "audit-core")]
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit::record::KeyTooShort),
+    #[cfg(feature = "audit-anchor")]
+    #[error("audit anchor: {0}")]
+    Anchor(String),
     #[cfg(feature = "auth")]
     #[error("signing keys: {0}")]
     Keys(#[from] crate::auth::AuthError),
@@ -272,12 +278,70 @@ pub fn jwks_syncer(
     })
 }
 
+/// `audit-sentinel`'s state: the digest store (S3), the signer (KMS), the predecessor lookup
+/// (DynamoDB GetItem) and the OCSF export (S3). Nothing is fetched at cold start: the first
+/// batch opens the connections.
+#[cfg(feature = "audit-sentinel")]
+pub fn sentinel<F: Fn(&str) -> Option<String>>(
+    sdk: &aws_config::SdkConfig,
+    env: &Env<F>,
+) -> Result<crate::audit::sentinel::Sentinel, SetupError> {
+    use crate::audit::anchor_aws::{DynamoLookup, KmsSigner, S3Digests, S3Export, s3_client};
+    let config = crate::config::SentinelConfig::from_env(env)?;
+    let s3 = s3_client(sdk);
+    Ok(crate::audit::sentinel::Sentinel::new(
+        Box::new(S3Digests::new(s3.clone(), &config.anchor.digest_bucket)),
+        Box::new(KmsSigner::new(
+            aws_sdk_kms::Client::new(sdk),
+            &config.anchor.digest_key_id,
+        )),
+        Box::new(DynamoLookup::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            &config.anchor.audit_table,
+        )),
+        Box::new(S3Export::new(s3, &config.export_bucket)),
+        config.export_prefix,
+        crate::audit::ocsf::OcsfContext {
+            product_version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    ))
+}
+
+/// `audit-reader`'s state: policy, the table's indexes (read-only), the digests and the
+/// sentinel's public key (fetched once, at cold start: `kms:GetPublicKey`).
+#[cfg(feature = "audit-reader")]
+pub async fn reader<F: Fn(&str) -> Option<String>>(
+    sdk: &aws_config::SdkConfig,
+    env: &Env<F>,
+) -> Result<crate::audit::reader::Reader, SetupError> {
+    use crate::audit::anchor_aws::{S3Digests, kms_public_key, s3_client};
+    let config = crate::config::ReaderConfig::from_env(env)?;
+    let digest_key = kms_public_key(&aws_sdk_kms::Client::new(sdk), &config.anchor.digest_key_id)
+        .await
+        .map_err(|e| SetupError::Anchor(e.0))?;
+    Ok(crate::audit::reader::Reader {
+        policy: crate::policy::PolicyStore::embedded()?,
+        index: Box::new(crate::audit::reader::DynamoIndex {
+            client: aws_sdk_dynamodb::Client::new(sdk),
+            table: config.anchor.audit_table,
+        }),
+        digests: Box::new(S3Digests::new(s3_client(sdk), config.anchor.digest_bucket)),
+        digest_key,
+        decision_shards: config.decision_shards,
+        problem_base: config.problem_base,
+    })
+}
+
+/// The in-memory audit log's key: a fixed test value, never deployed.
+#[cfg(feature = "audit")]
+const IN_MEMORY_AUDIT_KEY: &[u8] = b"in-memory-audit-key-for-tests-only-0123";
+
 /// An audit log writing to memory, for tests, benchmarks and local tools (never deployed wiring).
 #[cfg(feature = "audit")]
-pub fn in_memory_audit(source: &'static str, now: SystemTime) -> AuditLog {
-    AuditLog::new(
+pub fn in_memory_audit(source: &'static str, now: SystemTime) -> Result<AuditLog, SetupError> {
+    Ok(AuditLog::new(
         Box::new(crate::audit::MemorySink::default()),
-        crate::audit::AuditKey::new(b"in-memory-audit-key"),
+        crate::audit::AuditKey::new(IN_MEMORY_AUDIT_KEY)?,
         AuditSettings {
             content_mode: crate::config::ContentMode::Hash,
             full_text_max_bytes: crate::config::MAX_FULL_TEXT_BYTES,
@@ -286,7 +350,7 @@ pub fn in_memory_audit(source: &'static str, now: SystemTime) -> AuditLog {
         },
         source,
         now,
-    )
+    ))
 }
 
 /// A predictor whose rate table and audit sink are in-memory fakes, for tests and benchmarks.
@@ -306,7 +370,7 @@ pub fn in_memory_predictor(
         second_opinion: None,
         config,
         rate_fail_open: false,
-        audit: in_memory_audit("predict", clock.now()),
+        audit: in_memory_audit("predict", clock.now())?,
         clock,
     })
 }

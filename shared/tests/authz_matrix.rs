@@ -1,18 +1,20 @@
-//! The authorization matrix: every (role, tenant) × route × model cell from ONE table, negative
-//! cells included (another tenant's model, a disabled model, a role with no grants, an unknown
-//! role, no role at all, an unknown route or model). Expected values are written out, not derived
+//! The authorization matrix: every (role, tenant) × route × audit-content × model cell from ONE
+//! table, negative cells included (another tenant's model, a disabled model, a role with no
+//! grants, an unknown role, no role at all, an unknown route or model, the content role without
+//! the auditor role). Expected values are written out, not derived
 //! from the policies, so a policy change that moves any cell fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gatehouse::auth::Principal;
 use gatehouse::policy::PolicyStore;
 
-const ROUTES: [&str; 6] = [
+const ROUTES: [&str; 7] = [
     "POST /v1/predict",
     "GET /v1/models",
     "GET /v1/usage",
     "POST /v1/suspensions/lift",
     "GET /v1/predict",
+    "GET /v1/audit",
     "DELETE /v1/audit",
 ];
 const MODELS: [&str; 6] = [
@@ -28,7 +30,9 @@ struct Row {
     roles: &'static [&'static str],
     tenant: Option<&'static str>,
     /// One cell per entry of ROUTES.
-    routes: [bool; 6],
+    routes: [bool; 7],
+    /// May read prompt/output text in audit records (`read_audit_content` on GET /v1/audit).
+    content: bool,
     /// One cell per entry of MODELS.
     models: [bool; 6],
 }
@@ -38,22 +42,26 @@ const N: bool = false;
 
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
-    //                                               routes: predict models usage lift GET-p audit   models: echo haiku sonnet acme-ft legacy none
-    Row { roles: &["ai_operator"],            tenant: None,           routes: [Y, Y, Y, Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["ai_operator"],            tenant: Some("acme"),   routes: [Y, Y, Y, N, N, N], models: [Y, Y, Y, Y, N, N] },
-    Row { roles: &["ai_operator"],            tenant: Some("globex"), routes: [Y, Y, Y, N, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["analyst"],                tenant: None,           routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, N, N, N] },
-    Row { roles: &["analyst"],                tenant: Some("acme"),   routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, Y, N, N] },
-    Row { roles: &["analyst", "ai_operator"], tenant: None,           routes: [Y, Y, Y, Y, N, N], models: [Y, Y, Y, N, N, N] },
-    Row { roles: &["analyst", "auditor"],     tenant: None,           routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, N, N, N] },
-    Row { roles: &["trial"],                  tenant: None,           routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, N, N, N] },
-    Row { roles: &["trial"],                  tenant: Some("acme"),   routes: [Y, Y, Y, N, N, N], models: [Y, Y, N, Y, N, N] },
-    Row { roles: &["auditor"],                tenant: Some("acme"),   routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["auditor"],                tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["root"],                   tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["root", "auditor"],        tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &[],                         tenant: Some("acme"),   routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
-    Row { roles: &["AI_OPERATOR"],            tenant: None,           routes: [N, N, N, N, N, N], models: [N, N, N, N, N, N] },
+    //                                   routes: predict models usage lift GET-p GET-audit DELETE-audit; content; models: echo haiku sonnet acme-ft legacy none
+    Row { roles: &["ai_operator"],                        tenant: None,            routes: [Y, Y, Y, Y, N, N, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["ai_operator"],                        tenant: Some("acme"),    routes: [Y, Y, Y, N, N, N, N], content: N, models: [Y, Y, Y, Y, N, N] },
+    Row { roles: &["ai_operator"],                        tenant: Some("globex"),  routes: [Y, Y, Y, N, N, N, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["analyst"],                            tenant: None,            routes: [Y, Y, Y, N, N, N, N], content: N, models: [Y, Y, N, N, N, N] },
+    Row { roles: &["analyst"],                            tenant: Some("acme"),    routes: [Y, Y, Y, N, N, N, N], content: N, models: [Y, Y, N, Y, N, N] },
+    Row { roles: &["analyst", "ai_operator"],             tenant: None,            routes: [Y, Y, Y, Y, N, N, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["analyst", "auditor"],                 tenant: None,            routes: [Y, Y, Y, N, N, Y, N], content: N, models: [Y, Y, N, N, N, N] },
+    Row { roles: &["trial"],                              tenant: None,            routes: [Y, Y, Y, N, N, N, N], content: N, models: [Y, Y, N, N, N, N] },
+    Row { roles: &["trial"],                              tenant: Some("acme"),    routes: [Y, Y, Y, N, N, N, N], content: N, models: [Y, Y, N, Y, N, N] },
+    Row { roles: &["auditor"],                            tenant: None,            routes: [N, N, N, N, N, Y, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["auditor"],                            tenant: Some("acme"),    routes: [N, N, N, N, N, Y, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["auditor", "audit_content_reader"],    tenant: Some("acme"),    routes: [N, N, N, N, N, Y, N], content: Y, models: [N, N, N, N, N, N] },
+    Row { roles: &["audit_content_reader"],               tenant: None,            routes: [N, N, N, N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["ai_operator", "auditor"],             tenant: None,            routes: [Y, Y, Y, Y, N, Y, N], content: N, models: [Y, Y, Y, N, N, N] },
+    Row { roles: &["root"],                               tenant: None,            routes: [N, N, N, N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["root", "auditor"],                    tenant: None,            routes: [N, N, N, N, N, Y, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &[],                                     tenant: Some("acme"),    routes: [N, N, N, N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["AI_OPERATOR"],                        tenant: None,            routes: [N, N, N, N, N, N, N], content: N, models: [N, N, N, N, N, N] },
+    Row { roles: &["AUDITOR"],                            tenant: None,            routes: [N, N, N, N, N, N, N], content: N, models: [N, N, N, N, N, N] },
 ];
 
 #[test]
@@ -82,6 +90,13 @@ fn every_cell_of_the_matrix() {
             }
             checked += 1;
         }
+        let d = store.authorize_audit_content(&p, "GET /v1/audit");
+        assert_eq!(
+            d.allowed, row.content,
+            "roles {:?} tenant {:?} audit content: {d:?}",
+            row.roles, row.tenant
+        );
+        checked += 1;
         for (model, want) in MODELS.iter().zip(row.models) {
             let d = store.authorize_model(&p, model, 256);
             assert_eq!(
@@ -92,7 +107,7 @@ fn every_cell_of_the_matrix() {
             checked += 1;
         }
     }
-    assert_eq!(checked, MATRIX.len() * (ROUTES.len() + MODELS.len()));
+    assert_eq!(checked, MATRIX.len() * (ROUTES.len() + 1 + MODELS.len()));
 }
 
 #[test]

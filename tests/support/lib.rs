@@ -32,6 +32,13 @@ pub fn dev_token(sub: &str, roles: &[&str], tenant: Option<&str>, ttl_secs: u64)
     gatehouse_dev::devkeys::mint_dev_token(sub, roles, tenant, ttl_secs).unwrap()
 }
 
+/// The principal key (issuer hash#tenant#sub) of a dev token's subject, as counters and the audit
+/// index name it.
+pub fn dev_principal_key(sub: &str, tenant: Option<&str>) -> String {
+    let (issuer, _) = gatehouse_dev::oidc::dev_token_claims().unwrap();
+    gatehouse::principal::principal_key(&issuer, tenant, sub)
+}
+
 /// The emulator to use: the stack's (under `cargo xtask test`) or a fresh one on `port`.
 pub async fn emulator(port: u16) -> (String, Option<gatehouse_dev::emulator::Emulator>) {
     match std::env::var("GATEHOUSE_EMULATOR_URL") {

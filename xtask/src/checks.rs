@@ -96,6 +96,8 @@ pub const FUNCTION_BUDGETS: &[(&str, u64)] = &[
     ("predict", 10 * 1024 * 1024),
     // Adds an HTTPS client (reqwest, rustls) to the shared core, in its own build.
     ("jwks-sync", 10 * 1024 * 1024),
+    ("audit-sentinel", 10 * 1024 * 1024),
+    ("audit-reader", 10 * 1024 * 1024),
 ];
 
 /// `cargo lambda build --release` of each function on its own (so each links only its own
@@ -328,7 +330,8 @@ async fn after_tests(stack: &Stack) -> Result<()> {
         budget_token: Some(budget_token),
     })
     .await?;
-    let st_token = stack.token(SCHEMATHESIS_SUB, &["ai_operator"], None, 900)?;
+    // An operator who is also an auditor, so schemathesis exercises GET /v1/audit too.
+    let st_token = stack.token(SCHEMATHESIS_SUB, &["ai_operator", "auditor"], None, 900)?;
     tokio::task::spawn_blocking(move || schemathesis(&gateway, &st_token))
         .await
         .context("schemathesis task")?

@@ -261,10 +261,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
     println!(
         "\nGatehouse dev stack is ready.\n\
-         \n  API (local API Gateway)   {gw}\n  Lambda invoke API         {invoke}  (cargo lambda watch: authorizer, predict, jwks-sync)\n  OIDC provider (issuer)    {iss}  (discovery + JWKS of the dev key; jwks-sync reads it every {every} s)\n  AWS emulator (moto)       {emu}  (DynamoDB + Secrets Manager)\n  Logs                      .local/logs/\n\
+         \n  API (local API Gateway)   {gw}\n  Lambda invoke API         {invoke}  (cargo lambda watch: authorizer, predict, jwks-sync, audit-reader)\n  OIDC provider (issuer)    {iss}  (discovery + JWKS of the dev key; jwks-sync reads it every {every} s)\n  AWS emulator (moto)       {emu}  (DynamoDB with Streams, Secrets Manager, S3, KMS)\n  Audit sentinel            fed by the stream poller (digests + OCSF export in the emulator's S3)\n  Logs                      .local/logs/\n\
          \nTry it (token valid 1 h; mint more with `cargo xtask token --sub alice --roles ai_operator{preset_flag}`):\n\
          \n  curl -sS {gw}/v1/predict -H 'content-type: application/json' \\\n    -H 'authorization: Bearer {token}' \\\n    -d '{{\"prompt\":\"Hello, Gatehouse\"}}'\n\
          \n  curl -sS {gw}/v1/models -H 'authorization: Bearer {token}'   (and /v1/usage)\n\
+         \nRead the audit log as an auditor: cargo xtask token --sub carol --roles auditor, then\n  curl -sS -G '{gw}/v1/audit' --data-urlencode \"principal=$(cargo xtask principal-key --sub alice)\" \\\n    -H 'authorization: Bearer <that token>'\n  cargo xtask audit-verify --endpoint {emu}\n\
          \nPress Ctrl-C to stop everything this command started.",
         gw = stack.gateway.url(),
         invoke = stack.invoke_url,

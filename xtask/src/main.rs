@@ -54,9 +54,12 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
-    /// Verify the audit hash chain (HMACs, sequence, links); exits non-zero on any finding.
+    /// Verify the audit log: the hash chain with the HMAC key (HMACs, sequence, links, TTL) and
+    /// the table against the sentinel's signed digests with its public key; exits non-zero on any
+    /// finding.
     AuditVerify(audit::VerifyArgs),
-    /// Print audit records (JSON lines) by principal or by decision over a time range.
+    /// Print audit records (JSON lines, oldest first) matching every filter given, each marked
+    /// `verified` or not.
     AuditQuery(audit::QueryArgs),
     /// Hot-path benchmarks as ratios against the Python pipeline Gatehouse replaces
     /// (devtools/bench/seed_pipeline.py), measured in one run.
@@ -74,6 +77,15 @@ enum Cmd {
     Suspend(suspend::SuspendArgs),
 }
 
+/// The audit tools' errors as one line (`error: what: why`) and exit status 1, not a debug dump.
+fn one_line(result: Result<()>) -> Result<()> {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().cmd {
@@ -88,8 +100,8 @@ async fn main() -> Result<()> {
             only,
         } => screen::eval(file.as_deref(), by_source, only.as_deref()),
         Cmd::TrainScreen { data, out } => screen::train_model(data, out),
-        Cmd::AuditVerify(args) => audit::verify(args).await,
-        Cmd::AuditQuery(args) => audit::query(args).await,
+        Cmd::AuditVerify(args) => one_line(audit::verify(args).await),
+        Cmd::AuditQuery(args) => one_line(audit::query(args).await),
         Cmd::Smoke(args) => smoke::run(&args).await,
         Cmd::Suspend(args) => suspend::run(args).await,
         Cmd::SupplyChain => supply_chain::run(),

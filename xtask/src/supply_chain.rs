@@ -23,7 +23,13 @@ const CARGO_AUDIT: (&str, &str) = ("cargo-audit", "0.22.2");
 const CARGO_DENY: (&str, &str) = ("cargo-deny", "0.20.2");
 
 /// The function binaries whose trees are checked for duplicate crate versions.
-pub const FUNCTIONS: &[&str] = &["authorizer", "predict", "jwks-sync"];
+pub const FUNCTIONS: &[&str] = &[
+    "authorizer",
+    "predict",
+    "jwks-sync",
+    "audit-sentinel",
+    "audit-reader",
+];
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())

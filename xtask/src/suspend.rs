@@ -48,7 +48,7 @@ pub async fn run(args: SuspendArgs) -> Result<()> {
         .endpoint
         .clone()
         .or_else(|| std::env::var("GATEHOUSE_EMULATOR_URL").ok());
-    let sdk = gatehouse_dev::audit::sdk_for(endpoint.as_deref()).await;
+    let sdk = gatehouse_dev::audit::sdk_for(endpoint.as_deref()).await?;
     let store = DynamoCounter::new(&sdk, &table, Duration::from_secs(5));
     // The thresholds do not matter here: nothing is counted, state is read and written directly.
     let budgets = Budgets::new(

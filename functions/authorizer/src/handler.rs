@@ -31,6 +31,10 @@ pub async fn handle<S: JwksSource>(
         detail = decision.detail.as_str(),
         ip_blocked = decision.ip_blocked,
         policy_ids = ?decision.policy_ids,
+        // As predict's: where the decision's audit record sits (denials only; predict audits
+        // the requests the authorizer allows).
+        audit_segment = decision.audit.as_ref().map(|a| a.segment.as_str()).unwrap_or_default(),
+        audit_seq = decision.audit.as_ref().map_or(0, |a| a.seq),
         "authorizer decision"
     );
     let metric = if decision.allowed {
@@ -94,7 +98,8 @@ mod tests {
                     window: Duration::from_secs(300),
                 },
             ),
-            audit: gatehouse::setup::in_memory_audit("authorizer", std::time::SystemTime::now()),
+            audit: gatehouse::setup::in_memory_audit("authorizer", std::time::SystemTime::now())
+                .unwrap(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -145,5 +150,29 @@ mod tests {
     async fn fixture_with_wrong_role_or_garbage_token_is_a_clean_deny() {
         assert!(!decide(&token(&["auditor"])).await.is_authorized);
         assert!(!decide("not-a-jwt").await.is_authorized);
+    }
+
+    #[tokio::test]
+    async fn a_denial_knows_where_its_audit_record_sits() {
+        let g = gate().await;
+        let req = gatehouse::authorizer::AuthRequest {
+            authorization: Some("Bearer not-a-jwt"),
+            route_key: "POST /v1/predict",
+            request_id: "rid-1",
+            source_ip: Some("192.0.2.1"),
+            user_agent: None,
+        };
+        let first = g.decide(&req).await;
+        let second = g.decide(&req).await;
+        let (a, b) = (first.audit.unwrap(), second.audit.unwrap());
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!(a.segment, b.segment);
+        let allowed = g
+            .decide(&gatehouse::authorizer::AuthRequest {
+                authorization: Some(&format!("Bearer {}", token(&["ai_operator"]))),
+                ..req
+            })
+            .await;
+        assert!(allowed.allowed && allowed.audit.is_none());
     }
 }

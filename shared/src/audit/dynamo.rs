@@ -1,5 +1,6 @@
-//! DynamoDB adapter of the audit log: conditional `PutItem` (append-only), and the reads the
-//! dev tools use (scan for verification, GSI queries by principal and by decision).
+//! DynamoDB adapter of the audit log: conditional `PutItem` (`attribute_not_exists`; the writer's
+//! only action on the table), and the reads the dev tools use (scan for verification, GSI queries
+//! by principal and by decision).
 //!
 //! Audit writes keep the SDK's retries: `attribute_not_exists` makes a retried put harmless,
 //! and the failed condition returns the stored item (`ALL_OLD`), whose HMAC tells our own landed
@@ -11,15 +12,22 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+#[cfg(feature = "audit")]
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
+#[cfg(feature = "audit")]
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
-use super::record::{Field, Fields, HMAC_ATTR};
+#[cfg(feature = "audit")]
+use super::record::HMAC_ATTR;
+use super::record::{Field, Fields};
+#[cfg(feature = "audit")]
 use super::{AuditSink, SinkError};
 
 pub const INDEX_BY_PRINCIPAL: &str = "by_principal";
 pub const INDEX_BY_DECISION: &str = "by_decision";
 
+#[cfg(feature = "audit")]
 pub struct DynamoAuditSink {
     client: Client,
     table: String,
@@ -33,6 +41,7 @@ pub fn client_with_timeout(sdk: &SdkConfig, timeout: Duration) -> Client {
     Client::from_conf(conf)
 }
 
+#[cfg(feature = "audit")]
 impl DynamoAuditSink {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>, timeout: Duration) -> Self {
         Self {
@@ -85,6 +94,7 @@ pub fn from_item(item: &HashMap<String, AttributeValue>) -> Fields {
         .collect()
 }
 
+#[cfg(feature = "audit")]
 #[async_trait::async_trait]
 impl AuditSink for DynamoAuditSink {
     async fn put(&self, fields: &Fields) -> Result<(), SinkError> {
@@ -221,12 +231,21 @@ pub async fn by_decision(
     Ok(out)
 }
 
-/// A record as one JSON object (for JSON-lines output).
+/// A record as one JSON object (for JSON-lines output). Numbers are JSON numbers, `screen_score`
+/// included (stored as text so DynamoDB cannot renormalise it, see `record`).
 pub fn to_json(fields: &Fields) -> serde_json::Value {
     let map = fields
         .iter()
         .map(|(k, v)| {
             let j = match v {
+                Field::S(s) if k == "screen_score" => s
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or_else(
+                        || serde_json::Value::String(s.clone()),
+                        serde_json::Value::Number,
+                    ),
                 Field::S(s) => serde_json::Value::String(s.clone()),
                 Field::N(n) => serde_json::Value::from(*n),
                 Field::L(l) => serde_json::Value::from(l.clone()),

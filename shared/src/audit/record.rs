@@ -71,6 +71,21 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, data))
 }
 
+/// Shortest HMAC key accepted: 32 bytes, the output size of SHA-256 (RFC 2104 §3: "less than L
+/// bytes is strongly discouraged"). The template generates 64 characters.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// A key for unit tests (never deployed: the deployed key comes from Secrets Manager).
+#[cfg(test)]
+pub(crate) const TEST_KEY: &[u8] = b"unit-test-audit-key-0123456789abcdef";
+
+/// The key was refused (it would make the seal guessable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit HMAC key has {len} bytes; at least {MIN_KEY_BYTES} are required")]
+pub struct KeyTooShort {
+    pub len: usize,
+}
+
 /// The chain's HMAC-SHA256 key. Debug prints only its id; the key bytes are not kept elsewhere.
 pub struct AuditKey {
     key: hmac::Key,
@@ -84,12 +99,17 @@ impl std::fmt::Debug for AuditKey {
 }
 
 impl AuditKey {
-    pub fn new(secret: &[u8]) -> Self {
+    /// The key from the secret's bytes; `Err` under [`MIN_KEY_BYTES`] (the functions refuse to
+    /// start, the verifier refuses the version).
+    pub fn new(secret: &[u8]) -> Result<Self, KeyTooShort> {
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(KeyTooShort { len: secret.len() });
+        }
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
         // A public fingerprint (an HMAC of a constant, not a hash of the key) names the key in
         // each record, so the verifier picks the right version after a rotation.
         let id = hex::encode(&hmac::sign(&key, b"gatehouse-audit-key-id").as_ref()[..8]);
-        Self { key, id }
+        Ok(Self { key, id })
     }
 
     pub fn id(&self) -> &str {
@@ -182,17 +202,30 @@ mod tests {
         assert_ne!(canonical(&g), canonical(&fields()));
     }
 
+    const K1: &[u8] = b"k1-0123456789abcdef0123456789abcdef";
+    const K2: &[u8] = b"k2-0123456789abcdef0123456789abcdef";
+
     #[test]
     fn hmac_detects_any_change_and_a_wrong_key() {
-        let key = AuditKey::new(b"k1");
+        let key = AuditKey::new(K1).unwrap();
         let mut f = fields();
         f.insert(HMAC_ATTR.into(), Field::S(key.sign(&f)));
         assert!(key.verify(&f));
-        assert!(!AuditKey::new(b"k2").verify(&f));
-        assert_ne!(key.id(), AuditKey::new(b"k2").id());
+        assert!(!AuditKey::new(K2).unwrap().verify(&f));
+        assert_ne!(key.id(), AuditKey::new(K2).unwrap().id());
         f.insert("a".into(), Field::N(8));
         assert!(!key.verify(&f));
-        assert!(!format!("{key:?}").contains("k1"));
+        assert!(!format!("{key:?}").contains("k1-"));
+    }
+
+    #[test]
+    fn keys_under_32_bytes_are_refused() {
+        assert_eq!(
+            AuditKey::new(&[7u8; 31]).unwrap_err(),
+            KeyTooShort { len: 31 }
+        );
+        assert!(AuditKey::new(b"").is_err());
+        assert!(AuditKey::new(&[7u8; 32]).is_ok());
     }
 
     #[test]

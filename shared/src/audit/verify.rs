@@ -9,9 +9,15 @@
 //! - `BrokenLink`: two authentic neighbours whose `prev_hash` does not match.
 //! - `UnknownKey`, `Malformed`: no key for the record's `key_id`, or missing/ill-typed fields.
 //!
-//! TTL may legitimately remove the OLDEST records of a segment (a prefix) once the retention has
-//! passed; such a prefix is reported as a note, not a problem. Deleted records at the END of the
-//! newest segment are invisible to a chain (see docs/ratelimit-audit.md).
+//! TTL removes records once their `expires_at` has passed. A missing record's own `expires_at`
+//! is gone with it, but a segment is written in time order with one retention, so it lies
+//! between its neighbours': at least the predecessor's (or `segment_started_ms` + retention for
+//! a missing prefix), at most the successor's. A missing seq is therefore `Deleted` while that
+//! lower bound is in the future, **expired** (a note, counted in `Report::expired`) once the
+//! successor's `expires_at` has passed, and **possibly expired** (a note) in between. A record
+//! without `expires_at` (retention 0) never expires. Deleted records at the END of a segment are
+//! invisible to a chain: the signed digests (`anchor`) and the sentinel's stream view cover
+//! those (see docs/ratelimit-audit.md).
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
@@ -41,6 +47,10 @@ pub struct Report {
     pub records: usize,
     pub problems: Vec<Problem>,
     pub notes: Vec<String>,
+    /// Missing seqs whose TTL had certainly passed (per the successor's `expires_at`).
+    pub expired: usize,
+    /// Missing seqs that may or may not have expired yet (between the neighbours' `expires_at`).
+    pub maybe_expired: usize,
 }
 
 impl Report {
@@ -130,24 +140,36 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
             last_authentic.insert(seg, m);
         }
         let mut expected = 1u64;
+        let mut prev: Option<&Fields> = None;
         for (seq, rec) in recs {
             if *seq > expected {
-                let expired = expected == 1 && prefix_may_have_expired(rec.fields, now_ms);
-                if expired {
-                    report.notes.push(format!(
-                        "{seg}: seq 1..{} absent, retention has passed (TTL)",
-                        seq - 1
-                    ));
-                } else {
-                    for q in expected..*seq {
-                        report.problems.push(problem(
-                            ProblemKind::Deleted,
-                            q,
-                            "missing seq".into(),
+                let (first, last) = (expected, seq - 1);
+                match missing_expiry(prev, rec.fields, now_ms / 1000) {
+                    Expiry::Expired => {
+                        report.expired += (last - first + 1) as usize;
+                        report.notes.push(format!(
+                            "{seg}: seq {first}..={last} absent, expired by TTL (expires_at passed)"
                         ));
+                    }
+                    Expiry::Maybe => {
+                        report.maybe_expired += (last - first + 1) as usize;
+                        report.notes.push(format!(
+                            "{seg}: seq {first}..={last} absent; their expires_at lies between \
+                             their neighbours', one passed, one not: TTL may have removed them"
+                        ));
+                    }
+                    Expiry::NotYet => {
+                        for q in first..=last {
+                            report.problems.push(problem(
+                                ProblemKind::Deleted,
+                                q,
+                                "missing seq (its TTL has not passed)".into(),
+                            ));
+                        }
                     }
                 }
             }
+            prev = Some(rec.fields);
             expected = seq + 1;
             if !rec.authentic {
                 let kind = if max_auth.is_some_and(|m| m > *seq) {
@@ -205,6 +227,40 @@ pub fn verify(records: &[Fields], keys: &[AuditKey], now: SystemTime) -> Report 
     report
 }
 
+enum Expiry {
+    /// Certainly past `expires_at`: TTL may have removed them.
+    Expired,
+    /// Between the bounds.
+    Maybe,
+    /// Certainly not yet expired (or never expiring): a deletion.
+    NotYet,
+}
+
+/// Where the `expires_at` of records missing between `prev` (None: a missing prefix) and `next`
+/// stands at `now_secs` (see the module docs).
+fn missing_expiry(prev: Option<&Fields>, next: &Fields, now_secs: u64) -> Expiry {
+    let Some(upper) = n(next, "expires_at") else {
+        // No TTL on this segment's records: nothing expires.
+        return Expiry::NotYet;
+    };
+    let lower = match prev {
+        Some(p) => n(p, "expires_at"),
+        None => match (n(next, "segment_started_ms"), n(next, "retention_days")) {
+            (Some(start), Some(days)) => {
+                Some((start / 1000).saturating_add(days.saturating_mul(86_400)))
+            }
+            _ => None,
+        },
+    };
+    if now_secs >= upper {
+        Expiry::Expired
+    } else if lower.is_some_and(|l| now_secs < l) {
+        Expiry::NotYet
+    } else {
+        Expiry::Maybe
+    }
+}
+
 /// TTL may have removed records of this segment written before `rec` only if the segment's
 /// first record could already be past its retention.
 fn prefix_may_have_expired(rec: &Fields, now_ms: u64) -> bool {
@@ -219,6 +275,7 @@ fn prefix_may_have_expired(rec: &Fields, now_ms: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::record::TEST_KEY;
     use crate::audit::{AuditEvent, AuditLog, AuditSettings, Decision, MemorySink};
     use crate::config::ContentMode;
     use std::sync::Arc;
@@ -232,9 +289,13 @@ mod tests {
     }
 
     async fn write(log: &AuditLog, rid: &str) -> bool {
+        write_at(log, rid, T0).await
+    }
+
+    async fn write_at(log: &AuditLog, rid: &str, secs: u64) -> bool {
         let ev = AuditEvent {
             request_id: rid,
-            time: at(T0),
+            time: at(secs),
             principal: None,
             route: "POST /v1/predict",
             model: None,
@@ -256,7 +317,7 @@ mod tests {
     fn log(sink: &Arc<MemorySink>) -> AuditLog {
         AuditLog::new(
             Box::new(sink.clone()),
-            AuditKey::new(b"k"),
+            AuditKey::new(TEST_KEY).unwrap(),
             AuditSettings {
                 content_mode: ContentMode::Hash,
                 full_text_max_bytes: 10,
@@ -277,11 +338,35 @@ mod tests {
         }
         let mut recs = sink.records.lock().unwrap().clone();
         recs.drain(..2);
-        let keys = [AuditKey::new(b"k")];
+        let keys = [AuditKey::new(TEST_KEY).unwrap()];
         let early = verify(&recs, &keys, at(T0 + 3600));
         assert_eq!(early.count(ProblemKind::Deleted), 2, "{early:?}");
         let late = verify(&recs, &keys, at(T0 + 86_400));
         assert!(late.is_clean() && late.notes.len() == 1, "{late:?}");
+        assert_eq!((late.expired, late.maybe_expired), (2, 0));
+    }
+
+    /// Records of one segment written over a day (retention 1 day): a missing record is
+    /// deleted before its earliest possible expiry, expired after its latest, possible between.
+    #[tokio::test]
+    async fn expired_records_are_told_apart_from_deleted_ones() {
+        let sink = Arc::new(MemorySink::default());
+        let l = log(&sink);
+        for (i, t) in [0u64, 3_600, 7_200, 10_800].iter().enumerate() {
+            assert!(write_at(&l, &format!("r{i}"), T0 + t).await);
+        }
+        let mut recs = sink.records.lock().unwrap().clone();
+        recs.remove(2); // seq 3, written at T0 + 2 h: expires at T0 + 1 d + 2 h
+        let keys = [AuditKey::new(TEST_KEY).unwrap()];
+        // Before the predecessor's expiry (T0 + 1 d + 1 h): a deletion.
+        let r = verify(&recs, &keys, at(T0 + 86_400 + 1_800));
+        assert_eq!(r.count(ProblemKind::Deleted), 1, "{r:?}");
+        // Between the neighbours' expiry times: possibly expired.
+        let r = verify(&recs, &keys, at(T0 + 86_400 + 3 * 1_800));
+        assert!(r.is_clean() && r.maybe_expired == 1, "{r:?}");
+        // After the successor's (T0 + 1 d + 3 h): expired.
+        let r = verify(&recs, &keys, at(T0 + 86_400 + 3 * 3_600));
+        assert!(r.is_clean() && r.expired == 1, "{r:?}");
     }
 
     #[tokio::test]
@@ -296,7 +381,7 @@ mod tests {
         sink.failing.store(false, Ordering::SeqCst);
         assert!(write(&l, "b0").await);
         let mut recs = sink.records.lock().unwrap().clone();
-        let keys = [AuditKey::new(b"k")];
+        let keys = [AuditKey::new(TEST_KEY).unwrap()];
         assert!(verify(&recs, &keys, at(T0)).is_clean());
         // Delete the old segment's LAST record: no chain link shows it, the marker does.
         recs.remove(2);

@@ -238,6 +238,114 @@ impl AuditConfig {
     }
 }
 
+/// The audit anchor: where the sentinel's digests live and which KMS key signs them.
+#[derive(Debug, Clone)]
+pub struct AnchorConfig {
+    pub audit_table: String,
+    /// The Object Lock bucket of the digests.
+    pub digest_bucket: String,
+    /// The KMS key (id, ARN or alias) that signs digests (the sentinel) or whose public key
+    /// checks them (the reader).
+    pub digest_key_id: String,
+}
+
+impl AnchorConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            audit_table: env.required("GATEHOUSE_AUDIT_TABLE")?,
+            digest_bucket: env.required("GATEHOUSE_DIGEST_BUCKET")?,
+            digest_key_id: env.required("GATEHOUSE_DIGEST_KEY_ID")?,
+        })
+    }
+}
+
+/// `audit-sentinel`: the anchor plus the OCSF export's bucket and prefix.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    pub anchor: AnchorConfig,
+    pub export_bucket: String,
+    /// Key prefix of the OCSF export (default `ocsf/api-activity`).
+    pub export_prefix: String,
+}
+
+impl SentinelConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let export_prefix: String =
+            env.parsed("GATEHOUSE_EXPORT_PREFIX", "ocsf/api-activity".to_owned())?;
+        let export_prefix = export_prefix.trim_matches('/').to_owned();
+        if export_prefix.is_empty()
+            || !export_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=".contains(&b))
+        {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_EXPORT_PREFIX",
+                reason: "letters, digits and - _ . / = only".into(),
+            });
+        }
+        Ok(Self {
+            anchor: AnchorConfig::from_env(env)?,
+            export_bucket: env.required("GATEHOUSE_EXPORT_BUCKET")?,
+            export_prefix,
+        })
+    }
+}
+
+/// `audit-reader`: the anchor (to mark records verified), the by-decision shard count and the
+/// problem type base (`GATEHOUSE_PROBLEM_BASE_URL`, as predict reads it).
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    pub anchor: AnchorConfig,
+    pub decision_shards: u32,
+    pub problem_base: String,
+}
+
+impl ReaderConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let decision_shards = env.parsed("GATEHOUSE_AUDIT_DECISION_SHARDS", 4)?;
+        if !(1..=64).contains(&decision_shards) {
+            return Err(ConfigError::Invalid {
+                name: "GATEHOUSE_AUDIT_DECISION_SHARDS",
+                reason: "must be 1..=64".into(),
+            });
+        }
+        Ok(Self {
+            anchor: AnchorConfig::from_env(env)?,
+            decision_shards,
+            problem_base: problem_base(env)?,
+        })
+    }
+}
+
+/// Default base of the problem `type` URIs: a placeholder (RFC 6761 `.invalid`) until the
+/// deployment points `GATEHOUSE_PROBLEM_BASE_URL` at where it publishes `docs/problems.md`.
+pub const DEFAULT_PROBLEM_BASE: &str = "https://gatehouse.invalid/problems/";
+
+/// The problem type base: an absolute `https`/`http` URL or a `tag:`/`urn:` URI (RFC 9457 §3.1.1
+/// wants an absolute URI), printable ASCII without spaces or quotes.
+pub(crate) fn problem_base<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<String, ConfigError> {
+    let v = env.parsed(
+        "GATEHOUSE_PROBLEM_BASE_URL",
+        DEFAULT_PROBLEM_BASE.to_owned(),
+    )?;
+    let scheme_ok = ["https://", "http://", "tag:", "urn:"]
+        .iter()
+        .any(|s| v.starts_with(s));
+    let chars_ok = v
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\'));
+    if scheme_ok && chars_ok {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "GATEHOUSE_PROBLEM_BASE_URL",
+            reason: "must be an absolute https://, http://, tag: or urn: URI without spaces".into(),
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -336,5 +444,32 @@ pub(crate) mod tests {
         ));
         let a = AuthFailureConfig::from_env(&env(&[])).unwrap();
         assert_eq!((a.limit, a.window.as_secs()), (20, 300));
+    }
+
+    #[test]
+    fn sentinel_and_reader_config() {
+        let base = [
+            ("GATEHOUSE_AUDIT_TABLE", "A"),
+            ("GATEHOUSE_DIGEST_BUCKET", "d"),
+            ("GATEHOUSE_DIGEST_KEY_ID", "alias/k"),
+            ("GATEHOUSE_EXPORT_BUCKET", "e"),
+        ];
+        let c = SentinelConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(c.export_prefix, "ocsf/api-activity");
+        let mut bad = base.to_vec();
+        bad.push(("GATEHOUSE_EXPORT_PREFIX", "../x y"));
+        assert!(SentinelConfig::from_env(&env(&bad)).is_err());
+        assert!(matches!(
+            SentinelConfig::from_env(&env(&base[..3])),
+            Err(ConfigError::Missing("GATEHOUSE_EXPORT_BUCKET"))
+        ));
+        assert_eq!(
+            ReaderConfig::from_env(&env(&base)).unwrap().decision_shards,
+            4
+        );
+        assert!(matches!(
+            ReaderConfig::from_env(&env(&base[..1])),
+            Err(ConfigError::Missing("GATEHOUSE_DIGEST_BUCKET"))
+        ));
     }
 }

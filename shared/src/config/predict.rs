@@ -77,32 +77,9 @@ impl PredictConfig {
             guardrail: guardrail_config(env)?,
             bedrock_models: bedrock_models(env)?,
             default_model: env.parsed("GATEHOUSE_DEFAULT_MODEL", "echo".to_owned())?,
-            problem_base: problem_base(env)?,
+            problem_base: super::problem_base(env)?,
             suspension: suspension(env)?,
             token_leeway: super::token_leeway(env)?,
-        })
-    }
-}
-
-/// The problem type base: an absolute `https`/`http` URL or a `tag:`/`urn:` URI (RFC 9457 §3.1.1
-/// wants an absolute URI), printable ASCII without spaces or quotes.
-fn problem_base<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<String, ConfigError> {
-    let v = env.parsed(
-        "GATEHOUSE_PROBLEM_BASE_URL",
-        crate::http::DEFAULT_PROBLEM_BASE.to_owned(),
-    )?;
-    let scheme_ok = ["https://", "http://", "tag:", "urn:"]
-        .iter()
-        .any(|s| v.starts_with(s));
-    let chars_ok = v
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'\\'));
-    if scheme_ok && chars_ok {
-        Ok(v)
-    } else {
-        Err(ConfigError::Invalid {
-            name: "GATEHOUSE_PROBLEM_BASE_URL",
-            reason: "must be an absolute https://, http://, tag: or urn: URI without spaces".into(),
         })
     }
 }
