@@ -49,7 +49,9 @@ async fn auditors_read_verified_records_and_only_their_tenants() {
     }
     let auditor = dev_token("e2e-auditor", &["auditor"], None, 300);
     // The sentinel anchors each batch within the local batching window (1 s): poll a while.
-    let query = format!("principal={sub}");
+    // Records are keyed on the principal key (issuer hash#tenant#sub): `#` percent-encoded.
+    let key = gatehouse_tests::dev_principal_key(&sub, None);
+    let query = format!("principal={}", key.replace('#', "%23"));
     let mut body = Value::Null;
     for _ in 0..120 {
         let (status, b) = get(&auditor, &query).await;

@@ -133,7 +133,7 @@ async fn seventy_requests_at_sixty_a_minute() -> Result<()> {
         &sdk,
         "AuditTable",
         &Filters {
-            principal: Some(sub.clone()),
+            principal: Some(principal.clone()),
             decision: Some(Decision::RateLimited),
             ..Filters::default()
         },

@@ -141,13 +141,47 @@ fn header_map(headers: &HeaderMap) -> serde_json::Map<String, Value> {
     out
 }
 
+/// `queryStringParameters` as API Gateway's HTTP API builds it (payload 2.0): names and values
+/// percent-decoded (`rawQueryString` stays encoded), a repeated name's values joined with commas.
 fn query_map(raw: &str) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(k.to_owned(), Value::String(v.to_owned()));
+        let (k, v) = (percent_decode(k), percent_decode(v));
+        match out.get_mut(&k) {
+            Some(Value::String(prev)) => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                out.insert(k, Value::String(v));
+            }
+        }
     }
     out
+}
+
+/// RFC 3986 §2.1 percent-decoding; a malformed escape is kept as written, invalid UTF-8 replaced.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 struct Incoming {
@@ -403,5 +437,17 @@ async fn handle(
                 &request_id,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_parameters_are_decoded_and_repeats_joined_as_api_gateway_does() {
+        let m = super::query_map("principal=ab%23%23alice&d=1&d=2&bad=%zz&e=");
+        assert_eq!(m["principal"], "ab##alice");
+        assert_eq!(m["d"], "1,2");
+        assert_eq!(m["bad"], "%zz");
+        assert_eq!(m["e"], "");
     }
 }

@@ -83,9 +83,10 @@ fn every_template_route_is_documented_and_nothing_else() {
         }
     }
     assert_eq!(routes, documented);
-    // The predict function serves exactly these routes.
+    // The predict function and the audit reader serve exactly these routes between them.
     let served: BTreeSet<String> = gatehouse::routes::ROUTES
         .iter()
+        .chain([&gatehouse::audit::reader::ROUTE])
         .map(|r| r.to_string())
         .collect();
     assert_eq!(routes, served);

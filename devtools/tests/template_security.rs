@@ -79,6 +79,12 @@ fn resource_label(role_id: &str, r: &Value) -> String {
         };
     }
     if let Some(sub) = r.get("Fn::Sub").and_then(Value::as_str) {
+        // The one guardrail predict may apply: this account and region, the id a parameter.
+        if let Some(id) = sub.strip_prefix(
+            "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:guardrail/${",
+        ) {
+            return format!("guardrail/{}", id.trim_end_matches('}'));
+        }
         let rest = sub
             .strip_prefix("${")
             .and_then(|s| s.split_once(".Arn}"))
@@ -167,6 +173,7 @@ fn roles_grant_only_what_each_function_needs() {
                 ("dynamodb:GetItem", "RateLimitTable"),
                 ("dynamodb:PutItem", "AuditTable"),
                 ("bedrock:InvokeModel", "BedrockModelArns"),
+                ("bedrock:ApplyGuardrail", "guardrail/GuardrailId"),
             ]),
         ),
         (
@@ -584,9 +591,24 @@ fn bedrock_is_granted_only_for_the_bedrock_backend_and_the_configured_models() {
         for s in as_list(&p["PolicyDocument"]["Statement"]) {
             if s.to_string().contains("bedrock:") {
                 let branches = s["Fn::If"].as_array().expect("bedrock only under Fn::If");
-                assert_eq!(branches[0], "UseBedrock");
-                assert_eq!(branches[1]["Resource"], json!({"Ref": "BedrockModelArns"}));
                 assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}));
+                // InvokeModel only with the Bedrock backend, on the configured models; the
+                // guardrail only when one is configured, on that guardrail.
+                match branches[1]["Action"].as_str() {
+                    Some("bedrock:InvokeModel") => {
+                        assert_eq!(branches[0], "UseBedrock");
+                        assert_eq!(branches[1]["Resource"], json!({"Ref": "BedrockModelArns"}));
+                    }
+                    Some("bedrock:ApplyGuardrail") => {
+                        assert_eq!(branches[0], "HasGuardrail");
+                        assert!(
+                            branches[1]["Resource"]
+                                .to_string()
+                                .contains("guardrail/${GuardrailId}")
+                        );
+                    }
+                    other => panic!("unexpected bedrock action {other:?}"),
+                }
             }
         }
     }

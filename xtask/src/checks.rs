@@ -287,7 +287,7 @@ pub async fn run() -> Result<()> {
         step(
             "cargo test --workspace",
             Command::new(cargo())
-                .args(["test", "--workspace"])
+                .args(["test", "--workspace", "--no-fail-fast"])
                 .env("GATEHOUSE_EMULATOR_URL", emulator)
                 .env("GATEHOUSE_GATEWAY_URL", gateway)
                 .env("GATEHOUSE_INVOKE_URL", invoke)
