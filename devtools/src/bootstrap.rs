@@ -1,4 +1,4 @@
-//! Creates the template's DynamoDB tables and Secrets Manager secrets in the emulator, with
+//! Creates the template's DynamoDB tables (and the audit stream), S3 buckets, KMS key and Secrets Manager secrets in the emulator, with
 //! exactly the key schema, attributes, indexes and TTL the template declares.
 use anyhow::{Context, Result, anyhow};
 use aws_config::SdkConfig;

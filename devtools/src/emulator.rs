@@ -1,4 +1,4 @@
-//! The local AWS emulator: moto's server (DynamoDB + Secrets Manager on one port), run one
+//! The local AWS emulator: moto's server (DynamoDB with Streams, Secrets Manager, S3, KMS on one port), run one
 //! request at a time (see `devtools/python/moto_serial.py` for why).
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Prompt sanitizer: removes what a human cannot see but a model can. It never deletes
 //! ordinary punctuation (`$ ; | &` are legitimate).
 //!
-//! Two outputs (DESIGN.md §3.6):
+//! Two outputs:
 //! - [`Sanitized::forward`], what the model receives: the prompt in NFC with **only** these
 //!   removed: C0/C1 control characters other than `\n` and `\t` (a CR before LF is dropped, a
 //!   lone CR becomes LF); zero-width and invisible format characters (U+200B..U+200D, U+2060..

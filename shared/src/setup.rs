@@ -329,6 +329,7 @@ pub async fn reader<F: Fn(&str) -> Option<String>>(
         digest_key,
         decision_shards: config.decision_shards,
         problem_base: config.problem_base,
+        token_leeway: config.token_leeway,
     })
 }
 

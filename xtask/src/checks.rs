@@ -94,7 +94,7 @@ fn aarch64_target_installed() -> bool {
 pub const FUNCTION_BUDGETS: &[(&str, u64)] = &[
     ("authorizer", 10 * 1024 * 1024),
     ("predict", 10 * 1024 * 1024),
-    // Adds an HTTPS client (reqwest, rustls) to the shared core, in its own build.
+    // Adds an HTTPS client (hyper-util + hyper-rustls, the SDK's own stack) to the shared core.
     ("jwks-sync", 10 * 1024 * 1024),
     ("audit-sentinel", 10 * 1024 * 1024),
     ("audit-reader", 10 * 1024 * 1024),

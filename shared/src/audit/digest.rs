@@ -1,5 +1,5 @@
 //! Signed digests of chain-segment heads: the audit log's anchor outside the writers' reach
-//! (DESIGN §3.5 "Beyond the writers"; the model is CloudTrail log-file integrity validation).
+//! (the model is CloudTrail log-file integrity validation).
 //!
 //! `audit-sentinel` writes one digest per segment per stream batch it verified. A digest lists
 //! the records it anchors — `(seq, SHA-256 of the record's canonical form, expires_at)` for each

@@ -1,4 +1,4 @@
-//! Tamper-evident audit log (DESIGN §3.5).
+//! Tamper-evident audit log.
 //!
 //! Chain design: each execution environment writes its own chain *segment* (a random id drawn at
 //! cold start). Every record carries `segment`, `seq` (1, 2, 3, …), `prev_hash` (SHA-256 of the

@@ -1,4 +1,4 @@
-//! `GET /v1/audit`: the audit log for auditors (DESIGN §3.3, §3.5), served by its own function
+//! `GET /v1/audit`: the audit log for auditors, served by its own function
 //! (`audit-reader`) whose role may only `Query` the audit table, read the digests and fetch the
 //! sentinel's public key. It never writes anything and holds no HMAC key: a reader that could
 //! write the table would be one more writer to distrust.
@@ -412,6 +412,9 @@ pub struct Reader {
     pub decision_shards: u32,
     /// Base of the problem `type` URIs (see `crate::http`).
     pub problem_base: String,
+    /// Clock skew allowed on the token's `exp` (the authorizer's leeway): as in predict, a
+    /// cached Allow from API Gateway's authorizer cache must not outlive the token.
+    pub token_leeway: std::time::Duration,
 }
 
 /// What the edge hands the reader.
@@ -432,7 +435,7 @@ impl Reader {
                     principal = req
                         .principal
                         .as_ref()
-                        .map(|p| p.sub.as_str())
+                        .map(Principal::key)
                         .unwrap_or_default(),
                     tenant = req
                         .principal
@@ -454,6 +457,9 @@ impl Reader {
 
     async fn run(&self, req: &ReadRequest<'_>) -> Result<(Value, usize, bool), ApiError> {
         let p = req.principal.as_ref().ok_or(ApiError::Unauthenticated)?;
+        if p.is_expired(req.now, self.token_leeway) {
+            return Err(ApiError::TokenExpired);
+        }
         // Defence in depth: the authorizer already checked this route with the same policies.
         if !self.policy.authorize_route(p, ROUTE).allowed {
             return Err(ApiError::Forbidden {
@@ -691,6 +697,7 @@ mod tests {
             digest_key: signer.public_key().unwrap(),
             decision_shards: 2,
             problem_base: crate::http::DEFAULT_PROBLEM_BASE.into(),
+            token_leeway: Duration::from_secs(30),
         }
     }
 
@@ -840,6 +847,22 @@ mod tests {
         assert_eq!(b["status"], 403, "content role alone opens nothing");
         let (_, b) = get(&r, principal(&["ai_operator"], None), &[]).await;
         assert_eq!(b["status"], 403);
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_refused_even_through_a_cached_allow() {
+        let r = reader(vec![rec(0, Decision::Allowed, "alice", None)], 1).await;
+        // `get` reads at T0 + 30 days; the leeway is 30 s.
+        let now_s = (T0 + 30 * DAY_MS) / 1000;
+        for (exp, status) in [(now_s - 29, 200), (now_s - 30, 401)] {
+            let mut p = principal(&["auditor"], None);
+            p.exp = exp;
+            let (code, b) = get(&r, p, &since_until()).await;
+            assert_eq!(code, status, "exp {exp}: {b}");
+            if status == 401 {
+                assert_eq!(b["title"], "Token expired");
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! `audit-sentinel`: the audit table's stream consumer (DESIGN §3.5 "Beyond the writers").
+//! `audit-sentinel`: the audit table's stream consumer.
 //!
 //! For each batch the event source mapping delivers (at most `BatchSize` records, at most
 //! `MaximumBatchingWindowInSeconds` after the first: the template's `DigestMaxRecords` and

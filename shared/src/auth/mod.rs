@@ -1,4 +1,4 @@
-//! Hardened JWT verification for the Lambda authorizer (DESIGN §3.1).
+//! Hardened JWT verification for the Lambda authorizer.
 //!
 //! Pipeline: `parse_authorization` (exact `Bearer <jws>`, 8 KiB cap) → `verify_signature`
 //! (strict header, kid → ring key, header alg must equal the key's alg, no `crit`, no `cty`,

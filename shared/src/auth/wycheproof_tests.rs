@@ -189,7 +189,7 @@ fn wycheproof_json_web_key() {
                 .collect();
             match (t["result"].as_str().unwrap(), accepted) {
                 ("valid", true) | ("invalid", false) => ok += 1,
-                // MixedKeySet (oct + public EC) is allowed by design (DESIGN §3.1): the HS256 token
+                // MixedKeySet (oct + public EC) is allowed by design: the HS256 token
                 // verifies with its own oct key. Flagged "Ambiguous" by Wycheproof.
                 ("invalid", true)
                     if flags.contains(&"Ambiguous") && flags.contains(&"MixedKeySet") =>

@@ -298,6 +298,8 @@ pub struct ReaderConfig {
     pub anchor: AnchorConfig,
     pub decision_shards: u32,
     pub problem_base: String,
+    /// `GATEHOUSE_LEEWAY_SECS`, as the authorizer reads it.
+    pub token_leeway: Duration,
 }
 
 impl ReaderConfig {
@@ -313,6 +315,7 @@ impl ReaderConfig {
             anchor: AnchorConfig::from_env(env)?,
             decision_shards,
             problem_base: problem_base(env)?,
+            token_leeway: token_leeway(env)?,
         })
     }
 }

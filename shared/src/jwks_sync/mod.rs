@@ -1,4 +1,4 @@
-//! `jwks-sync`: copies the identity provider's public JWKS into the JWKS secret (DESIGN §3.1),
+//! `jwks-sync`: copies the identity provider's public JWKS into the JWKS secret,
 //! so the authorizer never calls out per request and rotation stays the provider's own.
 //!
 //! One run: (discovery document →) JWKS URL → fetch → validate → compare with AWSCURRENT → put

@@ -1,4 +1,4 @@
-//! Token budgets and repeat-offender suspension (DESIGN §3.4, issue 13), on the rate table.
+//! Token budgets and repeat-offender suspension (issue 13), on the rate table.
 //!
 //! **Budgets.** A principal has a daily (UTC) and optionally a monthly (UTC calendar month)
 //! budget of weighted tokens from its roles; a tenant has its own from its `Gatehouse::Tenant`

@@ -1,4 +1,4 @@
-//! Fixed-window rate limits on an atomic counter (DESIGN §3.4).
+//! Fixed-window rate limits on an atomic counter.
 //!
 //! One counter item per (subject, window): the window start is part of the key, so a new window
 //! is a new item and nothing ever resets a count. Each request is ONE conditional increment

@@ -1,4 +1,4 @@
-//! Prompt-injection screen (DESIGN.md §3.6; design and measured quality in docs/screen.md):
+//! Prompt-injection screen (design and measured quality in docs/screen.md):
 //! normalized views + decoders + attack-kind rules (regex and cross-lingual concept rules) + a
 //! small windowed linear model. `Screener::screen` takes a [`Sanitized`] prompt and returns a
 //! [`ScreenResult`]: verdict, score in [0, 1], rule ids and the model's best window. Training
