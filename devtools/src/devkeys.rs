@@ -8,7 +8,6 @@ use aws_lc_rs::encoding::AsBigEndian;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use gatehouse::config::claims::Preset;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -149,61 +148,8 @@ pub fn public_jwks(key: &DevKey) -> String {
     json!({"keys": [key.public_jwk()]}).to_string()
 }
 
-/// What goes into a dev token. `TokenSpec::new` gives Gatehouse's own claim shape, times from
-/// now and the key's kid; the other fields reshape it for a provider preset, set explicit
-/// (also past) times, another kid or header `typ`, a client id, and arbitrary extra claims.
-#[derive(Debug, Clone)]
-pub struct TokenSpec {
-    pub sub: String,
-    pub roles: Vec<String>,
-    pub tenant: Option<String>,
-    pub ttl_secs: u64,
-    pub issuer: String,
-    pub audience: String,
-    /// Whose claim shape (`tests/fixtures/claims/<preset>.json`).
-    pub preset: Preset,
-    /// Seconds since the epoch; `iat` defaults to now, `exp` to `iat + ttl_secs`, `nbf` to `iat`
-    /// where the shape has one.
-    pub iat: Option<u64>,
-    pub nbf: Option<u64>,
-    pub exp: Option<u64>,
-    /// Header `kid` (default: the signing key's).
-    pub kid: Option<String>,
-    /// Header `typ` (default `JWT`).
-    pub typ: Option<String>,
-    /// Client id for shapes that carry one (default `presets::DEV_CLIENT_ID`).
-    pub client_id: Option<String>,
-    /// Set last, over everything else.
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl TokenSpec {
-    pub fn new(
-        sub: &str,
-        roles: &[&str],
-        tenant: Option<&str>,
-        ttl_secs: u64,
-        issuer: String,
-        audience: String,
-    ) -> Self {
-        Self {
-            sub: sub.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            tenant: tenant.map(str::to_owned),
-            ttl_secs,
-            issuer,
-            audience,
-            preset: Preset::Gatehouse,
-            iat: None,
-            nbf: None,
-            exp: None,
-            kid: None,
-            typ: None,
-            client_id: None,
-            extra: serde_json::Map::new(),
-        }
-    }
-}
+/// The token spec lives with the claim shapes it fills (`crate::presets`).
+pub use crate::presets::TokenSpec;
 
 /// A token signed with the dev key (generated on first use), carrying the issuer and audience
 /// of the local stack (`crate::oidc::dev_token_claims`).
