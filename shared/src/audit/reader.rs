@@ -132,20 +132,47 @@ fn fingerprint(q: &AuditQuery, tenant: Option<&str>) -> String {
     record::sha256_hex(text.as_bytes())[..16].to_owned()
 }
 
-fn encode_cursor(after: &str, fp: &str) -> String {
+/// The cursor carries the time range the first page resolved, so a query that leaves `until`
+/// (now) or `since` to their defaults pages through the same window however late the next page
+/// is asked for.
+fn encode_cursor(after: &str, q: &AuditQuery, tenant: Option<&str>) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"v": 1, "after": after, "q": fp}).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        json!({
+            "v": 1,
+            "after": after,
+            "since": q.since_ms,
+            "until": q.until_ms,
+            "q": fingerprint(q, tenant),
+        })
+        .to_string(),
+    )
 }
 
-fn decode_cursor(cursor: &str, fp: &str) -> Result<String, ApiError> {
+/// Continues `q` from `cursor`: takes the cursor's range for the bounds the request left to
+/// their defaults, then requires the same query (fingerprint) as the page that returned it.
+fn apply_cursor(
+    cursor: &str,
+    q: &mut AuditQuery,
+    explicit: (bool, bool),
+    tenant: Option<&str>,
+) -> Result<(), ApiError> {
     use base64::Engine;
     let bad = || ApiError::invalid("cursor", "not a cursor this query returned");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    if v["v"] != 1 || v["q"] != fp {
+    let (Some(since), Some(until)) = (v["since"].as_u64(), v["until"].as_u64()) else {
+        return Err(bad());
+    };
+    if !explicit.0 {
+        q.since_ms = since;
+    }
+    if !explicit.1 {
+        q.until_ms = until;
+    }
+    if v["v"] != 1 || v["q"] != fingerprint(q, tenant).as_str() {
         return Err(bad());
     }
     let after = v["after"].as_str().ok_or_else(bad)?;
@@ -153,7 +180,8 @@ fn decode_cursor(cursor: &str, fp: &str) -> Result<String, ApiError> {
     if after.len() < 13 || !after.as_bytes()[..13].iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
-    Ok(after.to_owned())
+    q.after = Some(after.to_owned());
+    Ok(())
 }
 
 /// Parses the query string parameters (first value of each; a repeated or unknown one is a 400).
@@ -222,7 +250,8 @@ pub fn parse_query(
         after: None,
     };
     if let Some(c) = seen.get("cursor") {
-        q.after = Some(decode_cursor(c, &fingerprint(&q, tenant))?);
+        let explicit = (seen.contains_key("since"), seen.contains_key("until"));
+        apply_cursor(c, &mut q, explicit, tenant)?;
     }
     Ok(q)
 }
@@ -487,11 +516,10 @@ impl Reader {
             }
             views.push(Value::Object(obj));
         }
-        let fp = fingerprint(&q, tenant);
         let count = views.len();
         let body = json!({
             "records": views,
-            "next_cursor": next.map(|a| encode_cursor(&a, &fp)),
+            "next_cursor": next.map(|a| encode_cursor(&a, &q, tenant)),
         });
         Ok((body, count, show_content))
     }
@@ -893,14 +921,29 @@ mod tests {
         }
         let now = SystemTime::UNIX_EPOCH + Duration::from_millis(T0);
         let q = parse_query(&params(&[("decision", "denied")]), now, None).unwrap();
-        let c = encode_cursor("1800000000000#x", &fingerprint(&q, None));
+        let c = encode_cursor("1800000000000#x", &q, None);
+        // Asked later, with `until` left to its default (now): the first page's window holds.
+        let later = now + Duration::from_secs(90);
+        let next = parse_query(
+            &params(&[("decision", "denied"), ("cursor", &c)]),
+            later,
+            None,
+        )
+        .unwrap();
+        assert_eq!((next.since_ms, next.until_ms), (q.since_ms, q.until_ms));
+        assert_eq!(next.after.as_deref(), Some("1800000000000#x"));
+        // An explicit bound that differs from the first page's is another query.
         assert!(
             parse_query(
-                &params(&[("decision", "denied"), ("cursor", &c)]),
-                now,
+                &params(&[
+                    ("decision", "denied"),
+                    ("until", "2027-01-20T00:00:00Z"),
+                    ("cursor", &c)
+                ]),
+                later,
                 None
             )
-            .is_ok()
+            .is_err()
         );
         assert!(
             parse_query(
