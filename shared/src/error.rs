@@ -76,8 +76,23 @@ impl FieldError {
         let pointer = if member.is_empty() {
             "#".to_owned()
         } else {
-            // RFC 6901 §3: `~` → `~0`, `/` → `~1`.
-            format!("#/{}", member.replace('~', "~0").replace('/', "~1"))
+            // RFC 6901 §3: `~` → `~0`, `/` → `~1`; then §6 (URI fragment form): `%`, control
+            // characters and the line/paragraph separators percent-encoded, so a pointer is always
+            // one printable line (a parameter name is attacker-controlled).
+            let escaped = member.replace('~', "~0").replace('/', "~1");
+            let mut out = String::with_capacity(escaped.len() + 2);
+            out.push_str("#/");
+            for c in escaped.chars() {
+                if c == '%' || c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("%{b:02X}"));
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
         };
         Self {
             pointer,
@@ -191,5 +206,15 @@ impl ApiError {
             Self::Unavailable(_) => "unavailable",
             Self::NotFound(_) => "no_such_route",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pointers_are_one_printable_line_whatever_the_member_name() {
+        let e = super::FieldError::at("a/b~c%\nd\u{2028}", "x");
+        assert_eq!(e.pointer, "#/a~1b~0c%25%0Ad%E2%80%A8");
+        assert_eq!(super::FieldError::at("prompt", "x").pointer, "#/prompt");
     }
 }
