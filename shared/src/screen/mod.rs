@@ -4,6 +4,7 @@
 //! [`ScreenResult`]: verdict, score in [0, 1], rule ids and the model's best window. Training
 //! and evaluation are dev-only (`gatehouse-dev`, `devtools/src/screen/`).
 
+pub mod alphabet;
 pub mod concepts;
 pub mod decode;
 pub mod features;
@@ -286,14 +287,14 @@ impl Screener {
                 ev.hit(id, w);
             }
         }
-        for i in r.syntax.matches(&skel).iter() {
+        for i in r.syntax.matches(&skel) {
             if let Some(&(id, w)) = r.syntax_ids.get(i) {
                 ev.hit(id, w);
             }
         }
         // Multilingual rules read the lowercase text (the skeleton folds other scripts); for
         // ASCII text that is the skeleton itself.
-        for i in r.multi.matches(lower.as_deref().unwrap_or(&skel)).iter() {
+        for i in r.multi.matches(lower.as_deref().unwrap_or(&skel)) {
             if let Some(&(id, w)) = r.multi_ids.get(i) {
                 ev.hit(id, w);
             }
