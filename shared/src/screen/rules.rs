@@ -582,8 +582,9 @@ pub fn table() -> Vec<(Rule, String)> {
     rules
 }
 
-/// Separator for normal views: any run of non-word characters.
-const SEP: &str = r"[^\p{L}\p{N}]+";
+/// Separator for normal views: any run of non-word characters (`[^\p{L}\p{N}]+`, written
+/// with the placeholder the alphabet reduction expands).
+const SEP: &str = "\u{E000}+";
 
 /// Rewrites the rule dialect for a view: spaces to `sep`, `\b` to an ASCII boundary.
 fn dialect(p: &str, sep: &str, boundary: &str) -> String {
