@@ -66,6 +66,36 @@ pub fn principal_key(issuer: &str, tenant: Option<&str>, sub: &str) -> String {
     key
 }
 
+/// Who calls a function behind the authorizer, from an API Gateway HTTP API (payload 2.0)
+/// request context.
+#[cfg(any(feature = "predict", feature = "audit-reader"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Rebuilt with [`principal_from_context`]; `None` when API Gateway did not authorize the
+    /// call (no authorizer context), which every handler refuses: fail closed.
+    pub principal: Option<Principal>,
+    /// `requestContext.requestId`, else the Lambda invocation's request id, else empty.
+    pub request_id: String,
+}
+
+/// The caller of one request: `ctx` is the payload 2.0 request context (`None` for any other
+/// event shape), `invocation_id` the Lambda context's request id.
+#[cfg(any(feature = "predict", feature = "audit-reader"))]
+pub fn caller(
+    ctx: Option<&aws_lambda_events::apigw::ApiGatewayV2httpRequestContext>,
+    invocation_id: Option<&str>,
+) -> Caller {
+    Caller {
+        principal: ctx
+            .and_then(|c| c.authorizer.as_ref())
+            .and_then(|a| principal_from_context(&a.fields)),
+        request_id: ctx
+            .and_then(|c| c.request_id.clone())
+            .or_else(|| invocation_id.map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
 /// Rebuilds the principal from the authorizer context predict receives. Any missing or ill-typed
 /// field means no principal: predict then fails closed. `exp` is accepted as a JSON number or a
 /// string of digits (in case a gateway stringifies context values, as REST APIs do).
@@ -150,6 +180,29 @@ mod tests {
             b.insert(CTX_EXP.into(), bad.clone());
             assert_eq!(principal_from_context(&b), None, "{bad}");
         }
+    }
+
+    #[cfg(any(feature = "predict", feature = "audit-reader"))]
+    #[test]
+    fn caller_needs_the_authorizer_context_and_names_the_request() {
+        use aws_lambda_events::apigw::{
+            ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext,
+        };
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.fields = context_of(&alice());
+        let mut ctx = ApiGatewayV2httpRequestContext::default();
+        ctx.request_id = Some("gw-1".into());
+        ctx.authorizer = Some(authorizer);
+        let c = caller(Some(&ctx), Some("lambda-1"));
+        assert_eq!(c.principal, Some(alice()));
+        assert_eq!(c.request_id, "gw-1");
+        // No authorizer context (API Gateway did not authorize): no principal.
+        ctx.authorizer = None;
+        ctx.request_id = None;
+        let c = caller(Some(&ctx), Some("lambda-1"));
+        assert_eq!((c.principal, c.request_id.as_str()), (None, "lambda-1"));
+        let c = caller(None, None);
+        assert_eq!((c.principal, c.request_id.as_str()), (None, ""));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Thin edge: API Gateway v2 event → `ReadRequest` → shared reader → HTTP response.
 use gatehouse::audit::reader::{ReadRequest, Reader};
-use gatehouse::principal::principal_from_context;
+use gatehouse::principal::{Caller, caller};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 
@@ -9,16 +9,12 @@ pub async fn handle(reader: &Reader, request: Request) -> Result<Response<Body>,
         Some(RequestContext::ApiGatewayV2(ctx)) => Some(ctx),
         _ => None,
     };
-    // No authorizer context means API Gateway did not authorize this call: fail closed.
-    let principal = ctx
-        .and_then(|c| c.authorizer.as_ref())
-        .and_then(|a| principal_from_context(&a.fields));
-    let request_id = ctx.and_then(|c| c.request_id.clone()).unwrap_or_else(|| {
-        request
-            .lambda_context_ref()
-            .map(|l| l.request_id.clone())
-            .unwrap_or_default()
-    });
+    // No authorizer context means no principal: the library refuses the call (fail closed).
+    let invocation_id = request.lambda_context_ref().map(|l| l.request_id.as_str());
+    let Caller {
+        principal,
+        request_id,
+    } = caller(ctx, invocation_id);
     // Every value of every parameter, so a repeated one is refused rather than silently picked.
     let query = request.query_string_parameters();
     let params: Vec<(String, String)> = query

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use super::digest::{AnchoredRecord, DigestPublicKey, GENESIS_DIGEST, SignedDigest};
-use super::record::{self, Field, Fields, GENESIS_HASH};
+use super::record::{self, Fields, GENESIS_HASH, number as n, string as s};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnchorProblemKind {
@@ -77,20 +77,6 @@ impl AnchorReport {
 
     pub fn unanchored_records(&self) -> usize {
         self.unanchored.iter().map(|u| u.records).sum()
-    }
-}
-
-fn s<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
-    match f.get(k) {
-        Some(Field::S(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn n(f: &Fields, k: &str) -> Option<u64> {
-    match f.get(k) {
-        Some(Field::N(v)) => Some(*v),
-        _ => None,
     }
 }
 
@@ -317,7 +303,7 @@ fn tail_report(
 mod tests {
     use super::*;
     use crate::audit::digest::{AnchoredRecord, DIGEST_VERSION, DigestPayload, LocalSigner, sign};
-    use crate::audit::record::{AuditKey, HMAC_ATTR, TEST_KEY};
+    use crate::audit::record::{AuditKey, Field, HMAC_ATTR, TEST_KEY};
     use std::time::Duration;
 
     fn chain(segment: &str, n: u64, expires_at: u64) -> Vec<Fields> {

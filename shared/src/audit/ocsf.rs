@@ -20,7 +20,7 @@
 //!   table (a SIEM is a wider audience than the auditors of `GET /v1/audit`).
 use serde_json::{Map, Value, json};
 
-use super::record::{Field, Fields};
+use super::record::{Field, Fields, number as n, string as s};
 
 pub const OCSF_VERSION: &str = "1.5.0";
 pub const CLASS_UID: u64 = 6003;
@@ -31,20 +31,6 @@ pub const CATEGORY_UID: u64 = 6;
 pub struct OcsfContext {
     /// `metadata.product.version`: the Gatehouse version that exported the event.
     pub product_version: String,
-}
-
-fn s<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
-    match f.get(k) {
-        Some(Field::S(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn n(f: &Fields, k: &str) -> Option<u64> {
-    match f.get(k) {
-        Some(Field::N(v)) => Some(*v),
-        _ => None,
-    }
 }
 
 fn l<'a>(f: &'a Fields, k: &str) -> &'a [String] {

@@ -24,6 +24,22 @@ pub enum Field {
 
 pub type Fields = BTreeMap<String, Field>;
 
+/// The string attribute `k` of a record; `None` when absent or of another type.
+pub fn string<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
+    match f.get(k) {
+        Some(Field::S(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// The integer attribute `k` of a record; `None` when absent or of another type.
+pub fn number(f: &Fields, k: &str) -> Option<u64> {
+    match f.get(k) {
+        Some(Field::N(v)) => Some(*v),
+        _ => None,
+    }
+}
+
 fn push_json_str(out: &mut String, s: &str) {
     // serde_json's string escaping is deterministic; a &str cannot fail to serialize.
     out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));

@@ -37,7 +37,7 @@ use super::digest::{
     PutOutcome, StoreError, is_hex64,
 };
 use super::ocsf::{self, OcsfContext};
-use super::record::{self, Field, Fields, GENESIS_HASH, HMAC_ATTR};
+use super::record::{self, Field, Fields, GENESIS_HASH, HMAC_ATTR, number as n, string as s};
 
 /// The metric a finding counts under (namespace `Gatehouse`, dimension `Function`).
 pub const FINDINGS_METRIC: &str = "VerificationFailures";
@@ -147,20 +147,6 @@ pub struct Sentinel {
     pub export_prefix: String,
     pub ocsf: OcsfContext,
     cache: Mutex<HashMap<String, SegmentState>>,
-}
-
-fn s<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
-    match f.get(k) {
-        Some(Field::S(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn n(f: &Fields, k: &str) -> Option<u64> {
-    match f.get(k) {
-        Some(Field::N(v)) => Some(*v),
-        _ => None,
-    }
 }
 
 fn key_of(f: &Fields) -> Option<(String, u64)> {

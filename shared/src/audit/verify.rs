@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
-use super::record::{self, AuditKey, Field, Fields, GENESIS_HASH};
+use super::record::{self, AuditKey, Fields, GENESIS_HASH, number as n, string as s};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
@@ -60,20 +60,6 @@ impl Report {
 
     pub fn count(&self, kind: ProblemKind) -> usize {
         self.problems.iter().filter(|p| p.kind == kind).count()
-    }
-}
-
-fn s<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
-    match f.get(k) {
-        Some(Field::S(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn n(f: &Fields, k: &str) -> Option<u64> {
-    match f.get(k) {
-        Some(Field::N(v)) => Some(*v),
-        _ => None,
     }
 }
 
