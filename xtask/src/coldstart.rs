@@ -1,7 +1,10 @@
 //! `cargo xtask coldstart`: what a user pays on a cold start. Each release `bootstrap` (built by
 //! `cargo lambda build --release`) is started N times as Lambda starts it — a fresh process with
 //! the Lambda environment, talking to a Runtime API stand-in (`gatehouse_dev::runtime_api`) —
-//! against the emulator (tables and secrets from the template), and handles one real event.
+//! against the emulator (tables, secrets, bucket and key from the template) and the local OIDC
+//! provider, and handles one real event: the authorizer a fresh token, predict a prompt with the
+//! authorizer's context, the audit reader an auditor's `GET /v1/audit`, the sentinel an empty
+//! stream batch, jwks-sync a scheduled sync.
 //! Printed per function: init duration p50/p95 (process start → first poll for an event,
 //! including configuration, SDK clients and the Secrets Manager reads), the first invocation's
 //! duration p50/p95, and peak RSS. This machine runs each process on a full core; Lambda at
@@ -79,6 +82,16 @@ async fn one_run(
     Ok((run, rss))
 }
 
+/// Every function, in the order measured (predict and the reader reuse the authorizer's
+/// context).
+const FUNCTIONS: [&str; 5] = [
+    "authorizer",
+    "predict",
+    "audit-reader",
+    "audit-sentinel",
+    "jwks-sync",
+];
+
 fn authorizer_event(token: &str, n: usize) -> Result<Value> {
     let text = std::fs::read_to_string(
         paths::repo_root().join("tests/fixtures/authorizer-v2-request.json"),
@@ -87,6 +100,25 @@ fn authorizer_event(token: &str, n: usize) -> Result<Value> {
     e["headers"]["authorization"] = json!(format!("Bearer {token}"));
     e["identitySource"] = json!([format!("Bearer {token}"), "POST /v1/predict"]);
     e["requestContext"]["requestId"] = json!(format!("coldstart-authorizer-{n}"));
+    Ok(e)
+}
+
+/// An auditor's `GET /v1/audit` (the authorizer's context with the auditor role).
+fn audit_reader_event(context: &Value, n: usize) -> Result<Value> {
+    let mut e = predict_event(context, n)?;
+    e["requestContext"]["authorizer"]["lambda"]["roles"] = json!("auditor");
+    e["routeKey"] = json!("GET /v1/audit");
+    e["requestContext"]["routeKey"] = json!("GET /v1/audit");
+    e["rawPath"] = json!("/v1/audit");
+    e["requestContext"]["http"]["path"] = json!("/v1/audit");
+    e["requestContext"]["http"]["method"] = json!("GET");
+    e["requestContext"]["requestId"] = json!(format!("coldstart-audit-reader-{n}"));
+    if let Some(o) = e.as_object_mut() {
+        o.remove("body");
+    }
+    if let Some(h) = e["headers"].as_object_mut() {
+        h.remove("content-type");
+    }
     Ok(e)
 }
 
@@ -135,8 +167,14 @@ async fn measure(
         .cloned()
         .context("the authorizer has no GATEHOUSE_JWKS_SECRET_ID")?;
     bootstrap::put_secret(&sdk, &jwks_secret, &devkeys::public_jwks(&key)).await?;
-    // The JWKS is put directly (the manual path): jwks-sync is not measured here.
-    let (issuer, audience) = gatehouse_dev::oidc::dev_token_claims()?;
+    // The provider jwks-sync reads (on an ephemeral port); tokens carry its issuer.
+    let oidc = gatehouse_dev::oidc::serve(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        vec![key.public_jwk()],
+    )
+    .await?;
+    let issuer = oidc.issuer.clone();
+    let (_, audience) = gatehouse_dev::oidc::dev_token_claims()?;
     let fn_env = stack::functions_env(
         template,
         &emu.endpoint,
@@ -155,7 +193,7 @@ async fn measure(
 
     let mut out = Vec::new();
     let mut context = Value::Null;
-    for function in ["authorizer", "predict"] {
+    for function in FUNCTIONS {
         let bootstrap = dir.join(function).join("bootstrap");
         let bootstrap_bytes = std::fs::metadata(&bootstrap)
             .with_context(|| format!("no {} (build it first)", bootstrap.display()))?
@@ -172,36 +210,47 @@ async fn measure(
             bootstrap_bytes,
         };
         for n in 0..args.runs {
-            let event = if function == "authorizer" {
-                let spec = devkeys::TokenSpec::new(
-                    &format!("coldstart-{n}"),
-                    &["ai_operator"],
-                    None,
-                    900,
-                    issuer.clone(),
-                    audience.clone(),
-                );
-                authorizer_event(&devkeys::mint(&key, &spec)?, n)?
-            } else {
-                predict_event(&context, n)?
+            let event = match function {
+                "authorizer" => {
+                    let spec = devkeys::TokenSpec::new(
+                        &format!("coldstart-{n}"),
+                        &["ai_operator"],
+                        None,
+                        900,
+                        issuer.clone(),
+                        audience.clone(),
+                    );
+                    authorizer_event(&devkeys::mint(&key, &spec)?, n)?
+                }
+                "predict" => predict_event(&context, n)?,
+                "audit-reader" => audit_reader_event(&context, n)?,
+                "audit-sentinel" => json!({ "Records": [] }),
+                _ => {
+                    json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+                }
             };
             let (run, rss) = one_run(&api, &bootstrap, &env, event, &log).await?;
-            match &run.outcome {
-                Outcome::Response(v) if function == "authorizer" => {
+            let Outcome::Response(v) = &run.outcome else {
+                bail!("{function} failed its cold start: {:?}", run.outcome);
+            };
+            // Each cold start must have done its real work, not failed fast.
+            match function {
+                "authorizer" => {
                     if v["isAuthorized"] != json!(true) {
                         bail!("the authorizer denied the cold-start token: {v}");
                     }
                     context = v["context"].clone();
                 }
-                Outcome::Response(v) => {
-                    if v["statusCode"] != json!(200) {
-                        bail!(
-                            "predict answered {} on its cold start: {v}",
-                            v["statusCode"]
-                        );
-                    }
+                "predict" | "audit-reader" if v["statusCode"] != json!(200) => {
+                    bail!(
+                        "{function} answered {} on its cold start: {v}",
+                        v["statusCode"]
+                    );
                 }
-                other => bail!("{function} failed its cold start: {other:?}"),
+                "jwks-sync" if v["outcome"] == json!("failed") => {
+                    bail!("jwks-sync failed its cold-start sync: {v}");
+                }
+                _ => {}
             }
             s.init_ms.push(ms(run.init));
             s.invoke_ms.push(ms(run.first_invoke));
