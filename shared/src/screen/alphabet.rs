@@ -405,12 +405,6 @@ mod tests {
         assert!(reduce(&[r"\bword\b".to_owned()]).is_err());
     }
 
-    #[test]
-    fn shipped_rule_sets_reduce() {
-        let rules = super::super::rules::CompiledRules::new();
-        assert!(rules.is_ok(), "{:?}", rules.err());
-    }
-
     proptest! {
         // Random text over characters the rules tell apart (letters of several scripts,
         // digits, marks, spaces of several kinds, punctuation, emoji) matches the same
