@@ -8,7 +8,7 @@
 //! members every class and literal of the set treats alike, each block gets one byte, and
 //! every class is rewritten over that byte alphabet. A text is mapped character by character
 //! (one character → one byte, so counted repetitions such as `.{0,80}` count the same) and
-//! matched with [`regex::bytes::RegexSet`]. Printable ASCII and `\t \n \v \f \r` map to
+//! matched by one `regex_automata::meta::Regex` per set ([`compile`]). Printable ASCII and `\t \n \v \f \r` map to
 //! themselves, so an ASCII prompt is matched as is, without a copy.
 //!
 //! The result is exact, not an approximation: a character matches a rewritten class if and
@@ -88,13 +88,13 @@ impl Alphabet {
     }
 }
 
-/// Reduces `patterns` (Unicode-mode syntax, as `regex::RegexSet` takes them) to byte patterns
-/// for [`regex::bytes::RegexSet`] plus the alphabet to map texts with.
+/// Reduces `patterns` (Unicode-mode syntax, as `regex::RegexSet` takes them) to byte-level
+/// `Hir`s (compile them with [`compile`]) plus the alphabet to map texts with.
 ///
 /// # Errors
 /// `ScreenError::Rules` when a pattern does not parse, uses a Unicode word boundary, or the
 /// set tells apart more character blocks than there are free bytes.
-pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<String>), ScreenError> {
+pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<Hir>), ScreenError> {
     let hirs = patterns
         .iter()
         .map(|p| regex_syntax::parse(p).map_err(|e| ScreenError::Rules(e.to_string())))
@@ -150,60 +150,41 @@ pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<String>), ScreenErro
     let alphabet = Alphabet { runs };
     let reduced = hirs
         .iter()
-        .map(|h| rewrite(h, &alphabet, &samples, &sep).map(|h| print(&h)))
+        .map(|h| rewrite(h, &alphabet, &samples, &sep))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((alphabet, reduced))
 }
 
-/// `h` as pattern text. Every sub-expression is wrapped in a non-capturing group: the
-/// `Display` of a whole `Hir` prints `(?:\w+)?` as `\w+?` (lazy, one or more), which is not
-/// the same pattern; leaves (literals, classes, assertions) print exactly.
-fn print(h: &Hir) -> String {
-    let mut out = String::new();
-    write_hir(h, &mut out);
-    out
+/// One set over reduced patterns: all of them at once, every pattern that matches reported
+/// (`MatchKind::All`, no capture groups), configured as `regex::bytes::RegexSet` configures it,
+/// but built from the `Hir` directly: the patterns are not printed and parsed a second time.
+///
+/// # Errors
+/// `ScreenError::Rules` when the set outgrows `nfa_bytes` (the NFA size limit).
+pub fn compile(
+    hirs: &[Hir],
+    nfa_bytes: usize,
+    dfa_cache_bytes: usize,
+) -> Result<regex_automata::meta::Regex, ScreenError> {
+    use regex_automata::{MatchKind, meta, nfa::thompson::WhichCaptures};
+    meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::All)
+                .utf8_empty(false)
+                .which_captures(WhichCaptures::None)
+                .nfa_size_limit(Some(nfa_bytes))
+                .hybrid_cache_capacity(dfa_cache_bytes),
+        )
+        .build_many_from_hir(hirs)
+        .map_err(|e| ScreenError::Rules(e.to_string()))
 }
 
-fn write_hir(h: &Hir, out: &mut String) {
-    use std::fmt::Write;
-    match h.kind() {
-        HirKind::Empty => out.push_str("(?:)"),
-        HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => {
-            let _ = write!(out, "(?:{h})");
-        }
-        HirKind::Repetition(rep) => {
-            out.push_str("(?:");
-            write_hir(&rep.sub, out);
-            out.push(')');
-            let _ = match rep.max {
-                Some(max) => write!(out, "{{{},{max}}}", rep.min),
-                None => write!(out, "{{{},}}", rep.min),
-            };
-            if !rep.greedy {
-                out.push('?');
-            }
-        }
-        HirKind::Capture(cap) => {
-            out.push_str("(?:");
-            write_hir(&cap.sub, out);
-            out.push(')');
-        }
-        HirKind::Concat(subs) => {
-            out.push_str("(?:");
-            subs.iter().for_each(|s| write_hir(s, out));
-            out.push(')');
-        }
-        HirKind::Alternation(subs) => {
-            out.push_str("(?:");
-            for (i, s) in subs.iter().enumerate() {
-                if i > 0 {
-                    out.push('|');
-                }
-                write_hir(s, out);
-            }
-            out.push(')');
-        }
-    }
+/// Indices of the patterns of `set` that match `haystack` (a text mapped by the set's alphabet).
+pub fn matching(set: &regex_automata::meta::Regex, haystack: &[u8]) -> Vec<usize> {
+    let mut found = regex_automata::PatternSet::new(set.pattern_len());
+    set.which_overlapping_matches(&regex_automata::Input::new(haystack), &mut found);
+    found.iter().map(|p| p.as_usize()).collect()
 }
 
 fn contains(class: &ClassUnicode, c: char) -> bool {
@@ -349,7 +330,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn both(patterns: &[&str]) -> (regex::RegexSet, Alphabet, regex::bytes::RegexSet) {
+    struct Reduced(regex_automata::meta::Regex);
+
+    impl Reduced {
+        fn matches(&self, haystack: &[u8]) -> Vec<usize> {
+            matching(&self.0, haystack)
+        }
+    }
+
+    fn both(patterns: &[&str]) -> (regex::RegexSet, Alphabet, Reduced) {
         let owned: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
         let (alphabet, reduced) = reduce(&owned).expect("reduces");
         let spelled: Vec<String> = owned
@@ -357,7 +346,7 @@ mod tests {
             .map(|p| p.replace(SEPARATOR, r"[^\p{L}\p{N}]"))
             .collect();
         let original = regex::RegexSet::new(&spelled).expect("original compiles");
-        let bytes = regex::bytes::RegexSet::new(&reduced).expect("reduced compiles");
+        let bytes = Reduced(compile(&reduced, 64 << 20, 16 << 20).expect("reduced compiles"));
         (original, alphabet, bytes)
     }
 
@@ -385,7 +374,7 @@ mod tests {
             "éé x",
         ] {
             let want: Vec<usize> = original.matches(text).into_iter().collect();
-            let got: Vec<usize> = bytes.matches(&alphabet.map(text)).into_iter().collect();
+            let got = bytes.matches(&alphabet.map(text));
             assert_eq!(want, got, "{text:?}");
         }
     }
@@ -395,7 +384,7 @@ mod tests {
         let (original, alphabet, bytes) = both(&[r"ab(?:\w+)?c", r"x(?:y{2})*z", r"q(?:r+?)s"]);
         for text in ["abc", "abxc", "ab", "xz", "xyyz", "xyz", "qrrs", "qs"] {
             let want: Vec<usize> = original.matches(text).into_iter().collect();
-            let got: Vec<usize> = bytes.matches(&alphabet.map(text)).into_iter().collect();
+            let got = bytes.matches(&alphabet.map(text));
             assert_eq!(want, got, "{text:?}");
         }
     }
@@ -431,7 +420,7 @@ mod tests {
                 r"世界|и\w",
             ]);
             let want: Vec<usize> = original.matches(&text).into_iter().collect();
-            let got: Vec<usize> = bytes.matches(&alphabet.map(&text)).into_iter().collect();
+            let got = bytes.matches(&alphabet.map(&text));
             prop_assert_eq!(want, got);
         }
     }

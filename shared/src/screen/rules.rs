@@ -6,10 +6,10 @@
 //! engine). Each Latin rule is compiled three ways: for the skeleton view, for the leet view
 //! (`l` -> `i`), and squashed (no separators) for letters that were spaced apart.
 
-use regex::bytes::RegexSet;
+use regex_automata::meta::Regex;
 
 use super::ScreenError;
-use super::alphabet::{Alphabet, reduce};
+use super::alphabet::{Alphabet, compile, matching, reduce};
 use super::normalize::leet_pattern;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -595,12 +595,12 @@ fn dialect(p: &str, sep: &str, boundary: &str) -> String {
 /// thrashes (measured: 4 ms for 1 KiB instead of 10 µs); sets of this size stay warm.
 const CHUNK: usize = 24;
 
-/// Several `RegexSet`s that act as one: `matches` yields indices into the whole rule list.
-/// The patterns are compiled over the set's reduced alphabet (`alphabet.rs`): same matches,
-/// a small fraction of the start-up time and memory.
+/// Several sets that act as one: `matches` yields indices into the whole rule list. The
+/// patterns are compiled over the group's reduced alphabet (`alphabet.rs`): same matches, a
+/// small fraction of the start-up time and memory.
 pub struct SetGroup {
     alphabet: Alphabet,
-    sets: Vec<RegexSet>,
+    sets: Vec<Regex>,
 }
 
 impl SetGroup {
@@ -608,13 +608,7 @@ impl SetGroup {
         let (alphabet, reduced) = reduce(patterns)?;
         let sets = reduced
             .chunks(CHUNK)
-            .map(|c| {
-                regex::bytes::RegexSetBuilder::new(c)
-                    .size_limit(64 << 20)
-                    .dfa_size_limit(16 << 20)
-                    .build()
-                    .map_err(|e| ScreenError::Rules(e.to_string()))
-            })
+            .map(|c| compile(c, 64 << 20, 16 << 20))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { alphabet, sets })
     }
@@ -624,7 +618,7 @@ impl SetGroup {
         let text = self.alphabet.map(text);
         let mut out = Vec::new();
         for (k, set) in self.sets.iter().enumerate() {
-            out.extend(set.matches(&text).iter().map(|i| k * CHUNK + i));
+            out.extend(matching(set, &text).into_iter().map(|i| k * CHUNK + i));
         }
         out
     }
