@@ -150,11 +150,19 @@ pub fn table() -> Vec<(Rule, String)> {
             Scope::Latin,
             r"\b(?:without|with no|no|free of|free from|ignoring|ignore|bypass|bypassing|disable|disabling|remove|removing|turn off) (?:any |all |your |the |of |moral |ethical )*(?:restrictions|limitations|filters|filtering|censorship|guidelines|safety (?:measures|protocols|guidelines|filters|rules)|content polic(?:y|ies)|ethical (?:guidelines|constraints|boundaries|limits)|moral (?:guidelines|constraints|limits))\b",
         ),
+        // Role-play briefs say it too ("stay in character as a sports strategist"): evidence only;
+        // "never break character" below is the jailbreak form.
         r(
             "role_hijack",
-            0.6,
+            0.45,
             Scope::Latin,
             r"\b(?:stay|remain|keep) in character\b",
+        ),
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:stay|remain|keep) in character\b[^.!?\n]{0,40}\b(?:no matter what|whatever (?:i|happens)|at all costs|regardless|even if)\b",
         ),
         r(
             "role_hijack",
@@ -169,6 +177,13 @@ pub fn table() -> Vec<(Rule, String)> {
             r"\b(?:not|no longer) (?:bound|restricted|limited|constrained) by\b",
         ),
         r("role_hijack", 0.4, Scope::Latin, r"\bjailbr(?:eak|oken)\b"),
+        // "switch to DAN mode", "cambia in interfaccia DAN", "mudar para modo DAN"
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\b(?:dan|jailbreak|jailbroken) (?:mode|modus|modo|modalita|interface|interfaccia|interfaz)\b|\b(?:mode|modus|modo|modalita|interface|interfaccia|interfaz) (?:dan|jailbreak)\b",
+        ),
         r(
             "role_hijack",
             0.5,
@@ -426,7 +441,9 @@ pub fn table() -> Vec<(Rule, String)> {
         // --- tool and command execution ---
         r(
             "command_execution",
-            0.9,
+            // Pipe-to-shell is how many READMEs install a tool (rustup, nvm): evidence, not a
+            // block on its own; asked of the model as a command, the rule below fires too.
+            0.5,
             Scope::Syntax,
             r"\b(?:curl|wget)\b[^\n]{0,200}?\|[ \t]*(?:sudo[ \t]+)?(?:ba|z|da)?sh\b",
         ),
@@ -454,10 +471,27 @@ pub fn table() -> Vec<(Rule, String)> {
             Scope::Latin,
             r"\b(?:execute|run|call|invoke|use) (?:the |this |a |following )*(?:shell|bash|terminal|system|os|python|code interpreter|tool|function) (?:command|commands|code|call)\b.{0,60}\b(?:delete|rm|curl|wget|send|download|upload|password|whoami|sudo)\b",
         ),
+        // The model asked to use its own tools ("run this in your code tool", "with your shell").
+        r(
+            "command_execution",
+            0.6,
+            Scope::Latin,
+            r"\b(?:run|execute|exec|evaluate|eval|invoke|call|type|paste)\b[^.!?\n]{0,40}\b(?:in|with|using|via|through|on) your (?:own )?(?:code |python |shell |bash |terminal |sandbox )?(?:tool|tools|shell|terminal|interpreter|sandbox|console)\b",
+        ),
         // --- exfiltration ---
+        // A markdown image whose query carries a placeholder for data ("?q={history}",
+        // "?d=[SECRET]", "?data=USER_CHAT_HISTORY"): rendering it sends the data away. An image
+        // with a plain query string is a README badge ("?style=flat-square", "?branch=main"):
+        // weak evidence alone (it blocked 21 of 257 benign documents when it weighed 0.7).
         r(
             "exfiltration",
-            0.7,
+            0.85,
+            Scope::Syntax,
+            r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{1,300}[?&][a-z_]{1,30}=[^)\s]{0,80}(?:[\[{<$]|%7b|%5b|%3c|chat|histor|conversation|secret|passw|prompt|credential|summary|memory|instruction|context|personal)[^)\s]{0,300}\)",
+        ),
+        r(
+            "exfiltration",
+            0.3,
             Scope::Syntax,
             r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{1,300}[?&][a-z_]{1,30}=[^)\s]{0,300}\)",
         ),
