@@ -174,9 +174,36 @@ pub fn table() -> Vec<(Rule, String)> {
             "role_hijack",
             0.5,
             Scope::Latin,
-            r"\b(?:not|no longer) (?:bound|restricted|limited|constrained) by\b",
+            r"\b(?:not|no longer) (?:bound|restricted|restrained|limited|constrained|governed|held back) by\b",
         ),
         r("role_hijack", 0.4, Scope::Latin, r"\bjailbr(?:eak|oken)\b"),
+        // The model told it is someone else now: "you are no longer ChatGPT", "forget everything
+        // from before, you now go by the name …".
+        r(
+            "role_hijack",
+            0.85,
+            Scope::Latin,
+            r"\byou (?:are|re) no longer (?:chatgpt|gpt|claude|bard|gemini|an ai|an assistant|a language model|an ai language model|bound|restricted|limited)\b",
+        ),
+        r(
+            "instruction_override",
+            0.6,
+            Scope::Latin,
+            r"\b(?:forget|disregard|ignore) (?:about )?(?:everything|anything|all of it)(?: you (?:know|knew|have learned|ve learned|were told|have been told)| (?:from|said|before|above|so far|up to now)\b)",
+        ),
+        r(
+            "role_hijack",
+            0.45,
+            Scope::Latin,
+            r"\bfrom (?:now on|this (?:moment|point) on|now onwards?|here on),? you (?:are|re|will|shall|must)\b",
+        ),
+        // A fake end of the user's turn and start of a system turn.
+        r(
+            "injection_marker",
+            0.85,
+            Scope::Latin,
+            r"\b(?:user )?message (?:termination|terminated|ends|ended)\b.{0,40}\bsystem (?:instruction|instructions|message|prompt|override)\b",
+        ),
         // "switch to DAN mode", "cambia in interfaccia DAN", "mudar para modo DAN"
         r(
             "role_hijack",
