@@ -327,9 +327,18 @@ pub fn table() -> Vec<(Rule, String)> {
             Scope::Latin,
             r"\b(?:reveal|show|print|display|output|repeat|tell|give|share|leak|dump|disclose|spill|recite|write out|paste|expose|list|return|echo|quote|what (?:is|are|was|were)) (?:me |us |back )?(?:all |the |your |its |of |exact |full |entire |complete |original |hidden |secret |initial |verbatim |first |whole |current |underlying )*(?:system|initial|hidden|secret|original|pre|internal|developer|confidential|base|starting|seed|meta) ?(?:prompts?|instructions|messages?|directives|guidelines|configuration|config)\b",
         ),
+        // "repeat everything above" / "print the text above verbatim" (the prompt itself), but
+        // not licence wording ("reproduce the above copyright notice", "copy the above
+        // specified materials"): strong only when nothing else is named, or the text is.
         r(
             "system_prompt_extraction",
             0.85,
+            Scope::Latin,
+            r"\b(?:repeat|print|output|echo|recite|copy|reproduce|spell out) (?:back )?(?:all |the |every |everything |word |words |text )*(?:above|before this|prior|preceding|so far|you were given|verbatim)(?: (?:text|words|lines?|messages?|prompt|instructions?|content|conversation|verbatim|exactly|word for word|in full|again)\b|$)",
+        ),
+        r(
+            "system_prompt_extraction",
+            0.5,
             Scope::Latin,
             r"\b(?:repeat|print|output|echo|recite|copy|reproduce|spell out) (?:back )?(?:all |the |every |everything |word |words |text )*(?:above|before this|prior|preceding|so far|you were given|verbatim)\b",
         ),

@@ -254,7 +254,7 @@ fn verdicts(file: &str, label: u8) -> (Vec<String>, usize, usize, usize) {
 
 /// Hand-written ordinary prompts unlike the corpus, never trained on: `benign_ood` (seen while
 /// choosing thresholds) and `benign_fresh`. No blocks; at most 3% flagged (measured with the
-/// windowed model: 0/247 and 0/78 flagged).
+/// committed weights: 1/247 and 0/78 flagged).
 #[test]
 fn ordinary_out_of_corpus_prompts_are_not_blocked() {
     for file in ["benign_ood.jsonl", "benign_fresh.jsonl"] {
@@ -270,7 +270,7 @@ fn ordinary_out_of_corpus_prompts_are_not_blocked() {
 }
 
 /// Hand-written attacks unlike the corpus: recall at the block threshold. Measured when the
-/// weights were committed: attacks_ood 112/130 = 86.2%, attacks_fresh 33/40 = 82.5% (the
+/// weights were committed: attacks_ood 113/130 = 86.9%, attacks_fresh 33/40 = 82.5% (the
 /// previous screen blocked 91.5% / 92.5%: the model alone now blocks only at 0.99, which the
 /// leave-one-source-out table chose to keep held-out benign sources low; the rest are flagged).
 /// The floors leave a small margin.
