@@ -191,16 +191,25 @@ pub async fn predictor(
     let model = model_backend(&config, sdk);
     check_models(&policy, model.as_ref(), &config)?;
     let counter = crate::ratelimit::dynamo::DynamoCounter::new(sdk, &rate.table, rate.timeout);
+    // Building the screen's rule sets is tens of milliseconds of CPU and fetching the audit key
+    // is a network round trip: overlap them (blocking pool), so cold start pays the longer of
+    // the two, not their sum.
+    let screen = config.screen;
+    let screener = tokio::task::spawn_blocking(move || crate::screen::Screener::new(screen));
+    let audit = audit_log(sdk, &audit, "predict", clock.now()).await?;
+    let screener = screener.await.map_err(|e| {
+        crate::screen::ScreenError::Rules(format!("building the rule sets did not finish: {e}"))
+    })??;
     Ok(crate::predict::Predictor {
         policy,
-        screener: crate::screen::Screener::new(config.screen)?,
+        screener,
         model,
         limiter: crate::ratelimit::RateLimiter::new(Box::new(counter.clone())),
         budgets: crate::ratelimit::budget::Budgets::new(Box::new(counter), config.suspension),
         second_opinion: second_opinion(&config, sdk),
         config,
         rate_fail_open: rate.fail_open,
-        audit: audit_log(sdk, &audit, "predict", clock.now()).await?,
+        audit,
         clock,
     })
 }
