@@ -155,18 +155,19 @@ pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<Hir>), ScreenError> 
     Ok((alphabet, reduced))
 }
 
+/// Size limit of one set's NFA, in bytes (the limit `regex::RegexSetBuilder::size_limit` sets).
+pub const NFA_BYTES: usize = 64 << 20;
+/// Capacity of one set's lazy DFA cache, in bytes (`RegexSetBuilder::dfa_size_limit`).
+pub const DFA_CACHE_BYTES: usize = 16 << 20;
+
 /// One set over reduced patterns: all of them at once, every pattern that matches reported
 /// (`MatchKind::All`, no capture groups), configured as `regex::bytes::RegexSet` configures it
 /// except for the prefilter (off, see below), and built from the `Hir` directly: the patterns are
 /// not printed and parsed a second time.
 ///
 /// # Errors
-/// `ScreenError::Rules` when the set outgrows `nfa_bytes` (the NFA size limit).
-pub fn compile(
-    hirs: &[Hir],
-    nfa_bytes: usize,
-    dfa_cache_bytes: usize,
-) -> Result<regex_automata::meta::Regex, ScreenError> {
+/// `ScreenError::Rules` when the set outgrows [`NFA_BYTES`].
+pub fn compile(hirs: &[Hir]) -> Result<regex_automata::meta::Regex, ScreenError> {
     use regex_automata::{MatchKind, meta, nfa::thompson::WhichCaptures};
     meta::Builder::new()
         .configure(
@@ -181,8 +182,8 @@ pub fn compile(
                 // 245 → 160 µs at the same profile. Matches are unchanged (a prefilter only
                 // skips ahead; the equivalence property tests cover it).
                 .auto_prefilter(false)
-                .nfa_size_limit(Some(nfa_bytes))
-                .hybrid_cache_capacity(dfa_cache_bytes),
+                .nfa_size_limit(Some(NFA_BYTES))
+                .hybrid_cache_capacity(DFA_CACHE_BYTES),
         )
         .build_many_from_hir(hirs)
         .map_err(|e| ScreenError::Rules(e.to_string()))
@@ -338,15 +339,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    struct Reduced(regex_automata::meta::Regex);
-
-    impl Reduced {
-        fn matches(&self, haystack: &[u8]) -> Vec<usize> {
-            matching(&self.0, haystack)
-        }
-    }
-
-    fn both(patterns: &[&str]) -> (regex::RegexSet, Alphabet, Reduced) {
+    fn both(patterns: &[&str]) -> (regex::RegexSet, Alphabet, regex_automata::meta::Regex) {
         let owned: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
         let (alphabet, reduced) = reduce(&owned).expect("reduces");
         let spelled: Vec<String> = owned
@@ -354,7 +347,7 @@ mod tests {
             .map(|p| p.replace(SEPARATOR, r"[^\p{L}\p{N}]"))
             .collect();
         let original = regex::RegexSet::new(&spelled).expect("original compiles");
-        let bytes = Reduced(compile(&reduced, 64 << 20, 16 << 20).expect("reduced compiles"));
+        let bytes = compile(&reduced).expect("reduced compiles");
         (original, alphabet, bytes)
     }
 
@@ -382,7 +375,7 @@ mod tests {
             "éé x",
         ] {
             let want: Vec<usize> = original.matches(text).into_iter().collect();
-            let got = bytes.matches(&alphabet.map(text));
+            let got = matching(&bytes, &alphabet.map(text));
             assert_eq!(want, got, "{text:?}");
         }
     }
@@ -392,7 +385,7 @@ mod tests {
         let (original, alphabet, bytes) = both(&[r"ab(?:\w+)?c", r"x(?:y{2})*z", r"q(?:r+?)s"]);
         for text in ["abc", "abxc", "ab", "xz", "xyyz", "xyz", "qrrs", "qs"] {
             let want: Vec<usize> = original.matches(text).into_iter().collect();
-            let got = bytes.matches(&alphabet.map(text));
+            let got = matching(&bytes, &alphabet.map(text));
             assert_eq!(want, got, "{text:?}");
         }
     }
@@ -428,7 +421,7 @@ mod tests {
                 r"世界|и\w",
             ]);
             let want: Vec<usize> = original.matches(&text).into_iter().collect();
-            let got = bytes.matches(&alphabet.map(&text));
+            let got = matching(&bytes, &alphabet.map(&text));
             prop_assert_eq!(want, got);
         }
     }

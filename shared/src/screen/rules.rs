@@ -680,7 +680,7 @@ impl SetGroup {
         let (alphabet, reduced) = reduce(patterns)?;
         let sets = reduced
             .chunks(CHUNK)
-            .map(|c| compile(c, 64 << 20, 16 << 20))
+            .map(compile)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { alphabet, sets })
     }
