@@ -8,7 +8,7 @@ use gatehouse_dev::screen::train::TrainParams;
 use gatehouse_dev::screen::{encode, eval, train_committed};
 
 /// Training is deterministic: a fresh run on the corpora vendored under `data/` reproduces
-/// `shared/src/screen/model.bin` byte for byte (no data from outside the repository).
+/// `shared/screen/src/model.bin` byte for byte (no data from outside the repository).
 #[test]
 fn training_reproduces_committed_weights() {
     let corpus = Corpus::load(&corpus::data_root()).expect("vendored corpora load");
@@ -16,7 +16,7 @@ fn training_reproduces_committed_weights() {
     assert_eq!(fresh.len(), MODEL_BYTES.len());
     assert!(
         fresh == MODEL_BYTES,
-        "retrain differs from shared/src/screen/model.bin: run `cargo xtask train-screen`"
+        "retrain differs from shared/screen/src/model.bin: run `cargo xtask train-screen`"
     );
 }
 

@@ -26,10 +26,11 @@ pub mod auth;
 pub mod policy;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
+// The sanitizer and the screen are a crate of their own (`shared/screen`), compiled for speed.
 #[cfg(feature = "screen")]
-pub mod sanitize;
+pub use gatehouse_screen as screen;
 #[cfg(feature = "screen")]
-pub mod screen;
+pub use gatehouse_screen::sanitize;
 
 // The authorizer's decision (the edge of API Gateway's authorizer event).
 #[cfg(feature = "authorizer")]

@@ -40,11 +40,11 @@ pub fn eval(file: Option<&Path>, by_source: bool, only: Option<&str>) -> Result<
 }
 
 /// Retrains the learned layer from the vendored corpora (deterministic) and writes the weights
-/// that `shared/src/screen/model.bin` embeds.
+/// that `shared/screen/src/model.bin` embeds.
 pub fn train_model(data: Option<PathBuf>, out: Option<PathBuf>) -> Result<()> {
     let data = data.unwrap_or_else(corpus::data_root);
     let out = out
-        .unwrap_or_else(|| gatehouse_dev::paths::repo_root().join("shared/src/screen/model.bin"));
+        .unwrap_or_else(|| gatehouse_dev::paths::repo_root().join("shared/screen/src/model.bin"));
     let corpus = Corpus::load(&data)?;
     let rows = corpus.training_rows(None).len();
     let weights = gatehouse_dev::screen::train_committed(&corpus, &TrainParams::default())?;

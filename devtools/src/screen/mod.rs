@@ -15,7 +15,7 @@ use corpus::Corpus;
 use eval::FoldRow;
 use train::TrainParams;
 
-/// The weights `shared/src/screen/model.bin` holds: trained on every source (the development
+/// The weights `shared/screen/src/model.bin` holds: trained on every source (the development
 /// corpus's train split only) plus the hand-written benign rows.
 pub fn train_committed(corpus: &Corpus, params: &TrainParams) -> Result<ModelWeights> {
     train::train(&corpus.training_rows(None), params)

@@ -1,4 +1,5 @@
-//! Prompt-injection screen (design and measured quality in docs/screen.md):
+//! Prompt sanitizer ([`sanitize`]) and prompt-injection screen (design and measured quality in
+//! docs/screen.md):
 //! normalized views + decoders + attack-kind rules (regex and cross-lingual concept rules) + a
 //! small windowed linear model. `Screener::screen` takes a [`Sanitized`] prompt and returns a
 //! [`ScreenResult`]: verdict, score in [0, 1], rule ids and the model's best window. Training
@@ -11,8 +12,8 @@ pub mod features;
 pub mod model;
 pub mod normalize;
 pub mod rules;
+pub mod sanitize;
 
-use crate::text::cap;
 use serde::Serialize;
 
 use crate::sanitize::{Sanitized, sanitize};
@@ -429,6 +430,20 @@ impl Verdict {
             self
         }
     }
+}
+
+/// The longest prefix of `s` within `max` bytes, cut on a char boundary, and whether anything
+/// was cut.
+fn cap(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    // Byte 0 is always a boundary.
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    (s.get(..end).unwrap_or(""), true)
 }
 
 #[cfg(test)]

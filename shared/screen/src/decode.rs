@@ -85,59 +85,119 @@ fn runs(text: &str, pred: impl Fn(u8) -> bool, mut f: impl FnMut(&str)) {
     }
 }
 
+fn is_base64(c: u8) -> bool {
+    RUN_CLASS[c as usize] & BASE64 != 0
+}
+
+fn is_base32(c: u8) -> bool {
+    RUN_CLASS[c as usize] & BASE32 != 0
+}
+
+fn is_hex_run(c: u8) -> bool {
+    RUN_CLASS[c as usize] & HEX != 0
+}
+
+fn is_char_code_run(c: u8) -> bool {
+    RUN_CLASS[c as usize] & CHAR_CODES != 0
+}
+
+const BASE64: u8 = 1;
+const BASE32: u8 = 2;
+const HEX: u8 = 4;
+const CHAR_CODES: u8 = 8;
+
+/// For each byte, the run-based decoders whose runs it may belong to.
+const RUN_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_') {
+            k |= BASE64;
+        }
+        if c.is_ascii_uppercase() || (c >= b'2' && c <= b'7') || c == b'=' {
+            k |= BASE32;
+        }
+        if c.is_ascii_hexdigit() || matches!(c, b'\\' | b'x' | b' ' | b',' | b':') {
+            k |= HEX;
+        }
+        if c.is_ascii_digit() || matches!(c, b' ' | b',' | b'\'' | b'"') {
+            k |= CHAR_CODES;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+};
+
+/// Which run-based decoders (bits of `RUN_CLASS`) have a run of at least `MIN_RUN` bytes: the
+/// others would find nothing, so they are skipped. A run of 16 is a window of 16 bytes that all
+/// share the class bit, found by and-ing each byte's classes with its neighbours' at distances
+/// 1, 2, 4 and 8 (four passes the compiler vectorizes, instead of four counters per byte).
+fn long_runs(text: &str) -> u8 {
+    const _: () = assert!(MIN_RUN == 16, "the doubling below covers exactly 16 bytes");
+    let mut m: Vec<u8> = text
+        .as_bytes()
+        .iter()
+        .map(|&c| RUN_CLASS[usize::from(c)])
+        .collect();
+    // After the pass at distance `s`, m[i] holds the classes shared by bytes i..i + 2s.
+    for s in [1, 2, 4, 8] {
+        m = m
+            .iter()
+            .zip(m.get(s..).unwrap_or_default())
+            .map(|(a, b)| a & b)
+            .collect();
+    }
+    m.iter().fold(0, |all, &x| all | x)
+}
+
 fn base64_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
-    runs(
-        text,
-        |c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_'),
-        |run| {
-            let core = run.trim_end_matches('=');
-            // A run with no digits and no case mix is a long word, not base64.
-            let upper = core.bytes().any(|c| c.is_ascii_uppercase());
-            let lower = core.bytes().any(|c| c.is_ascii_lowercase());
-            if !(upper && lower) {
-                return;
-            }
-            // len % 4 == 1 is never valid; drop the stray char instead of failing.
-            let core = if core.len() % 4 == 1 {
-                core.get(..core.len() - 1).unwrap_or(core)
-            } else {
-                core
-            };
-            let decoded = B64.decode(core).or_else(|_| B64_URL.decode(core));
-            if let Ok(bytes) = decoded
-                && let Some(s) = readable(&bytes)
-            {
-                out.push((Encoding::Base64, s));
-            }
-        },
-    );
+    runs(text, is_base64, |run| {
+        let core = run.trim_end_matches('=');
+        // A run with no digits and no case mix is a long word, not base64.
+        let upper = core.bytes().any(|c| c.is_ascii_uppercase());
+        let lower = core.bytes().any(|c| c.is_ascii_lowercase());
+        if !(upper && lower) {
+            return;
+        }
+        // len % 4 == 1 is never valid; drop the stray char instead of failing.
+        let core = if core.len() % 4 == 1 {
+            core.get(..core.len() - 1).unwrap_or(core)
+        } else {
+            core
+        };
+        let decoded = B64.decode(core).or_else(|_| B64_URL.decode(core));
+        if let Ok(bytes) = decoded
+            && let Some(s) = readable(&bytes)
+        {
+            out.push((Encoding::Base64, s));
+        }
+    });
 }
 
 fn base32_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
-    runs(
-        text,
-        |c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c) || c == b'=',
-        |run| {
-            let mut bytes = Vec::with_capacity(run.len() * 5 / 8);
-            let (mut acc, mut bits) = (0u32, 0u32);
-            for c in run.bytes().take_while(|&c| c != b'=') {
-                let v = match c {
-                    b'A'..=b'Z' => c - b'A',
-                    b'2'..=b'7' => c - b'2' + 26,
-                    _ => return,
-                };
-                acc = (acc << 5) | u32::from(v);
-                bits += 5;
-                if bits >= 8 {
-                    bits -= 8;
-                    bytes.push(((acc >> bits) & 0xff) as u8);
-                }
+    runs(text, is_base32, |run| {
+        let mut bytes = Vec::with_capacity(run.len() * 5 / 8);
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in run.bytes().take_while(|&c| c != b'=') {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'2'..=b'7' => c - b'2' + 26,
+                _ => return,
+            };
+            acc = (acc << 5) | u32::from(v);
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                bytes.push(((acc >> bits) & 0xff) as u8);
             }
-            if let Some(s) = readable(&bytes) {
-                out.push((Encoding::Base32, s));
-            }
-        },
-    );
+        }
+        if let Some(s) = readable(&bytes) {
+            out.push((Encoding::Base32, s));
+        }
+    });
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -151,37 +211,36 @@ fn hex_val(c: u8) -> Option<u8> {
 
 /// Hex runs, plain ("69676e"), escaped ("\x69\x67") or separated ("69 67 6e", "0x69,0x67").
 fn hex_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
-    runs(
-        text,
-        |c| c.is_ascii_hexdigit() || matches!(c, b'\\' | b'x' | b' ' | b',' | b':'),
-        |run| {
-            let digits: Vec<u8> = run
-                .replace("\\x", " ")
-                .replace("0x", " ")
-                .bytes()
-                .filter(|c| c.is_ascii_hexdigit())
-                .collect();
-            // Separators and stray 'x' are allowed only between whole byte pairs.
-            let cleaned_ok = run
-                .replace("\\x", "")
-                .replace("0x", "")
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() || matches!(c, b' ' | b',' | b':'));
-            if !cleaned_ok || digits.len() < MIN_RUN || !digits.len().is_multiple_of(2) {
-                return;
-            }
-            let bytes: Option<Vec<u8>> = digits
-                .chunks(2)
-                .map(|p| Some(hex_val(p[0])? << 4 | hex_val(*p.get(1)?)?))
-                .collect();
-            if let Some(s) = bytes.as_deref().and_then(readable) {
-                out.push((Encoding::Hex, s));
-            }
-        },
-    );
+    runs(text, is_hex_run, |run| {
+        let digits: Vec<u8> = run
+            .replace("\\x", " ")
+            .replace("0x", " ")
+            .bytes()
+            .filter(|c| c.is_ascii_hexdigit())
+            .collect();
+        // Separators and stray 'x' are allowed only between whole byte pairs.
+        let cleaned_ok = run
+            .replace("\\x", "")
+            .replace("0x", "")
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, b' ' | b',' | b':'));
+        if !cleaned_ok || digits.len() < MIN_RUN || !digits.len().is_multiple_of(2) {
+            return;
+        }
+        let bytes: Option<Vec<u8>> = digits
+            .chunks(2)
+            .map(|p| Some(hex_val(p[0])? << 4 | hex_val(*p.get(1)?)?))
+            .collect();
+        if let Some(s) = bytes.as_deref().and_then(readable) {
+            out.push((Encoding::Hex, s));
+        }
+    });
 }
 
 fn url_payload(text: &str, out: &mut Vec<(Encoding, String)>) {
+    if !text.contains('%') {
+        return;
+    }
     let b = text.as_bytes();
     let escapes = b
         .windows(3)
@@ -210,6 +269,9 @@ fn url_payload(text: &str, out: &mut Vec<(Encoding, String)>) {
 }
 
 fn html_payload(text: &str, out: &mut Vec<(Encoding, String)>) {
+    if !text.contains('&') {
+        return;
+    }
     if text.matches("&#").count() + text.matches("&lt;").count() + text.matches("&gt;").count() < 3
     {
         return;
@@ -257,35 +319,31 @@ fn html_payload(text: &str, out: &mut Vec<(Encoding, String)>) {
 
 /// Lists of character codes: decimal ("115, 104, 32") or 8-bit binary ("01110011 01101000").
 fn char_code_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
-    runs(
-        text,
-        |c| c.is_ascii_digit() || matches!(c, b' ' | b',' | b'\'' | b'"'),
-        |run| {
-            let nums: Vec<&str> = run
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|t| !t.is_empty())
-                .collect();
-            if nums.len() < 6 {
-                return;
-            }
-            let binary = nums
-                .iter()
-                .all(|t| t.len() == 8 && t.bytes().all(|c| c == b'0' || c == b'1'));
-            let bytes: Option<Vec<u8>> = nums
-                .iter()
-                .map(|t| {
-                    if binary {
-                        u8::from_str_radix(t, 2).ok()
-                    } else {
-                        t.parse::<u8>().ok().filter(|b| (32..127).contains(b))
-                    }
-                })
-                .collect();
-            if let Some(s) = bytes.as_deref().and_then(readable) {
-                out.push((Encoding::CharCodes, s));
-            }
-        },
-    );
+    runs(text, is_char_code_run, |run| {
+        let nums: Vec<&str> = run
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if nums.len() < 6 {
+            return;
+        }
+        let binary = nums
+            .iter()
+            .all(|t| t.len() == 8 && t.bytes().all(|c| c == b'0' || c == b'1'));
+        let bytes: Option<Vec<u8>> = nums
+            .iter()
+            .map(|t| {
+                if binary {
+                    u8::from_str_radix(t, 2).ok()
+                } else {
+                    t.parse::<u8>().ok().filter(|b| (32..127).contains(b))
+                }
+            })
+            .collect();
+        if let Some(s) = bytes.as_deref().and_then(readable) {
+            out.push((Encoding::CharCodes, s));
+        }
+    });
 }
 
 /// International Morse code (ITU-R M.1677-1): letters, digits and common punctuation.
@@ -356,6 +414,22 @@ fn morse_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
     if marks < 12 {
         return;
     }
+    // ASCII text decodes nothing unless one run of Morse characters holds 12 symbols (the
+    // `flush` minimum below): checked on bytes before building the normalized copy.
+    if text.is_ascii() {
+        let (mut best, mut run) = (0usize, 0usize);
+        for &b in text.as_bytes() {
+            match b {
+                b'.' | b'-' | b'_' => run += 1,
+                b' ' | b'/' | b'|' | b'\n' => {}
+                _ => run = 0,
+            }
+            best = best.max(run);
+        }
+        if best < 12 {
+            return;
+        }
+    }
     let norm: String = text
         .chars()
         .map(|c| match c {
@@ -416,12 +490,21 @@ fn morse_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
 /// All readable payloads hidden in `text`.
 pub fn payloads(text: &str) -> Vec<(Encoding, String)> {
     let mut out = Vec::new();
-    base64_payloads(text, &mut out);
-    base32_payloads(text, &mut out);
-    hex_payloads(text, &mut out);
+    let long = long_runs(text);
+    if long & BASE64 != 0 {
+        base64_payloads(text, &mut out);
+    }
+    if long & BASE32 != 0 {
+        base32_payloads(text, &mut out);
+    }
+    if long & HEX != 0 {
+        hex_payloads(text, &mut out);
+    }
     url_payload(text, &mut out);
     html_payload(text, &mut out);
-    char_code_payloads(text, &mut out);
+    if long & CHAR_CODES != 0 {
+        char_code_payloads(text, &mut out);
+    }
     morse_payloads(text, &mut out);
     out
 }
@@ -458,6 +541,23 @@ mod tests {
             decoded("[115,104,32,45,99,32,39,119,104,111,97,109,105,39]"),
             ["sh -c 'whoami'"]
         );
+    }
+
+    proptest::proptest! {
+        // The windowed and-ing finds exactly the classes with a run of MIN_RUN bytes.
+        #[test]
+        fn long_runs_are_runs(s in "[a-fA-Z0-9 ,x'=+/_.g-]{0,48}") {
+            let mut expect = 0u8;
+            for (bit, pred) in [(BASE64, is_base64 as fn(u8) -> bool), (BASE32, is_base32),
+                (HEX, is_hex_run), (CHAR_CODES, is_char_code_run)] {
+                let mut longest = 0;
+                runs(&s, pred, |run| longest = longest.max(run.len()));
+                if longest >= MIN_RUN {
+                    expect |= bit;
+                }
+            }
+            proptest::prop_assert_eq!(long_runs(&s), expect);
+        }
     }
 
     #[test]

@@ -53,6 +53,31 @@ fn kept(c: u32) -> bool {
     (0x20..0x7f).contains(&c) || (0x09..=0x0d).contains(&c)
 }
 
+/// True if every byte stands for itself (`kept`): ASCII without the controls other than
+/// `\t \n \v \f \r`. Eight bytes at a time: a word with no byte below 0x20 and none equal to
+/// 0x7f needs no closer look (bit tricks from "Bit Twiddling Hacks", `hasless` and `haszero`).
+fn plain(text: &[u8]) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES * 0x80;
+    if !text.is_ascii() {
+        return false;
+    }
+    let mut words = text.chunks_exact(8);
+    let suspect = |w: u64| {
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let del = w ^ (ONES * 0x7f);
+        let is_del = del.wrapping_sub(ONES) & !del & HIGH;
+        below_space | is_del != 0
+    };
+    for chunk in words.by_ref() {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
+        if suspect(w) && !chunk.iter().all(|&b| kept(u32::from(b))) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| kept(u32::from(b)))
+}
+
 /// Bytes free to stand for a block: the other ASCII controls and every non-ASCII byte.
 fn block_bytes() -> impl Iterator<Item = u8> {
     (0u8..=0xff).filter(|&b| !kept(u32::from(b)))
@@ -81,7 +106,7 @@ impl Alphabet {
     /// `text` over this alphabet: one byte per character; borrowed when every character
     /// stands for itself (the common, ASCII case).
     pub fn map<'a>(&self, text: &'a str) -> Cow<'a, [u8]> {
-        if text.bytes().all(|b| kept(u32::from(b))) {
+        if plain(text.as_bytes()) {
             return Cow::Borrowed(text.as_bytes());
         }
         Cow::Owned(text.chars().map(|c| self.byte(c)).collect())
@@ -117,12 +142,27 @@ pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<Hir>), ScreenError> 
     }
     cuts.sort_unstable();
     cuts.dedup();
+    // Each interval's signature (which predicates hold on it) as a bit set, filled by one sweep
+    // per predicate range: every range starts and ends on a cut, so it covers whole intervals.
+    let words = preds.len().div_ceil(64);
+    let mut signatures = vec![0u64; cuts.len() * words];
+    for (k, p) in preds.iter().enumerate() {
+        for r in p.ranges() {
+            let first = cuts.partition_point(|&c| c < u32::from(r.start()));
+            let end = cuts.partition_point(|&c| c <= u32::from(r.end()));
+            for i in first..end {
+                if let Some(w) = signatures.get_mut(i * words + k / 64) {
+                    *w |= 1 << (k % 64);
+                }
+            }
+        }
+    }
     let mut free = block_bytes();
-    let mut by_signature: HashMap<Vec<bool>, u8> = HashMap::new();
+    let mut by_signature: HashMap<&[u64], u8> = HashMap::new();
     // (byte, one member) per block: a block is in a class iff its member is.
     let mut samples: Vec<(u8, char)> = Vec::new();
     let mut runs: Vec<(u32, u8)> = Vec::new();
-    for w in cuts.windows(2) {
+    for (i, w) in cuts.windows(2).enumerate() {
         let (start, end) = (w[0], w[1]);
         if kept(start) {
             continue;
@@ -131,8 +171,10 @@ pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<Hir>), ScreenError> 
         let Some(sample) = (start..end).find_map(char::from_u32) else {
             continue;
         };
-        let signature: Vec<bool> = preds.iter().map(|p| contains(p, sample)).collect();
-        let byte = match by_signature.get(&signature) {
+        let signature = signatures
+            .get(i * words..(i + 1) * words)
+            .unwrap_or_default();
+        let byte = match by_signature.get(signature) {
             Some(&b) => b,
             None => {
                 let b = free.next().ok_or_else(|| {
@@ -148,9 +190,11 @@ pub fn reduce(patterns: &[String]) -> Result<(Alphabet, Vec<Hir>), ScreenError> 
         }
     }
     let alphabet = Alphabet { runs };
+    // The separator occurs hundreds of times; its byte class is built once.
+    let separator = byte_class(&sep, &samples);
     let reduced = hirs
         .iter()
-        .map(|h| rewrite(h, &alphabet, &samples, &sep))
+        .map(|h| rewrite(h, &alphabet, &samples, &separator))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((alphabet, reduced))
 }
@@ -266,9 +310,9 @@ fn rewrite(
     h: &Hir,
     a: &Alphabet,
     samples: &[(u8, char)],
-    sep: &ClassUnicode,
+    separator: &Hir,
 ) -> Result<Hir, ScreenError> {
-    let go = |sub: &Hir| rewrite(sub, a, samples, sep);
+    let go = |sub: &Hir| rewrite(sub, a, samples, separator);
     Ok(match h.kind() {
         HirKind::Empty => Hir::empty(),
         HirKind::Literal(lit) => {
@@ -280,7 +324,7 @@ fn rewrite(
                     if !run.is_empty() {
                         pieces.push(Hir::literal(std::mem::take(&mut run)));
                     }
-                    pieces.push(byte_class(sep, samples));
+                    pieces.push(separator.clone());
                 } else {
                     run.push(a.byte(c));
                 }
@@ -396,6 +440,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn plain_is_every_byte_kept(bytes in proptest::collection::vec(
+            proptest::sample::select(vec![0u8, 7, 9, 10, 13, 14, 31, 32, 65, 126, 127, 128, 200]),
+            0..40,
+        )) {
+            prop_assert_eq!(plain(&bytes), bytes.iter().all(|&b| kept(u32::from(b))));
+        }
+
         // Random text over characters the rules tell apart (letters of several scripts,
         // digits, marks, spaces of several kinds, punctuation, emoji) matches the same
         // patterns before and after reduction.

@@ -67,6 +67,12 @@ pub fn skeleton_view(text: &str) -> String {
 /// character it came from (plus a final entry for the input's length), so a window of the
 /// model's view can be reported in the screened text's coordinates.
 pub fn skeleton_mapped(text: &str, mut offsets: Option<&mut Vec<u32>>) -> String {
+    if text.is_ascii() {
+        if let Some(o) = offsets {
+            o.extend(0..=text.len() as u32);
+        }
+        return text.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(text.len());
     for (at, c) in text.char_indices() {
         let before = out.len();
@@ -118,6 +124,14 @@ fn is_leet_token_char(c: char) -> bool {
 /// and symbols become letters ("1gn0r3" -> "ignore"); all `l` become `i`. Tokens without a
 /// letter ("$5", "| wc", "2024") are left alone so prices, pipes and numbers stay.
 pub fn leet_view(skel: &str) -> String {
+    if skel.is_ascii() {
+        return leet_view_ascii(skel.as_bytes());
+    }
+    leet_view_chars(skel)
+}
+
+/// `leet_view` character by character (any text; ASCII takes the byte path above).
+fn leet_view_chars(skel: &str) -> String {
     let mut out = String::with_capacity(skel.len());
     let mut start = None;
     for (i, c) in skel.char_indices() {
@@ -135,6 +149,71 @@ pub fn leet_view(skel: &str) -> String {
     }
     out
 }
+
+/// `leet_view` of ASCII text, byte by byte (the same mapping: `leet_char` and
+/// `is_leet_token_char` agree with these on ASCII).
+fn leet_view_ascii(skel: &[u8]) -> String {
+    // Map every byte, then undo the map inside tokens without a letter ("$5", "2024") and for
+    // a token's trailing "!" (punctuation, not an "i"). Bytes outside tokens map to themselves.
+    let mut out: Vec<u8> = skel.iter().map(|&c| LEET_ASCII[usize::from(c)]).collect();
+    let mut token: Option<(usize, bool)> = None;
+    let undo = |start: usize, end: usize, letters: bool, out: &mut Vec<u8>| {
+        if let (Some(o), Some(s)) = (out.get_mut(start..end), skel.get(start..end)) {
+            if !letters {
+                o.copy_from_slice(s);
+            } else if let (Some(last), Some(b'!')) = (o.last_mut(), s.last()) {
+                *last = b'!';
+            }
+        }
+    };
+    for (i, &c) in skel.iter().enumerate() {
+        if LEET_TOKEN[usize::from(c)] {
+            let (_, letters) = token.get_or_insert((i, false));
+            *letters |= c.is_ascii_alphabetic();
+        } else if let Some((start, letters)) = token.take() {
+            undo(start, i, letters, &mut out);
+        }
+    }
+    if let Some((start, letters)) = token {
+        undo(start, skel.len(), letters, &mut out);
+    }
+    // ASCII in, ASCII out.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `is_leet_token_char` on ASCII bytes.
+const LEET_TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || matches!(c, b'|' | b'!' | b'@' | b'$' | b'+');
+        i += 1;
+    }
+    t
+};
+
+/// `leet_char` on ASCII bytes (identity where it has no mapping).
+const LEET_ASCII: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'0' => b'o',
+            b'1' | b'|' | b'!' | b'l' => b'i',
+            b'3' => b'e',
+            b'4' | b'@' => b'a',
+            b'5' | b'$' => b's',
+            b'6' | b'9' => b'g',
+            b'7' | b'+' => b't',
+            b'8' => b'b',
+            _ => c,
+        };
+        i += 1;
+    }
+    t
+};
 
 fn flush_leet(token: &str, out: &mut String) {
     if !token.bytes().any(|c| c.is_ascii_alphabetic()) {
@@ -174,24 +253,36 @@ pub fn leet_pattern(p: &str) -> String {
     p.replace('l', "i")
 }
 
-/// ROT13 over ASCII letters.
 /// Cheap gate for reversed text ("snoitcurtsni suoiverp erongi"): at least 3 distinct
 /// reversed function words, which ordinary text of any language almost never contains.
 pub fn maybe_reversed(skel: &str) -> bool {
+    // Each marker must at least occur as a substring; most texts hold fewer than three.
     const MARKERS: [&str; 8] = [
         "eht", "dna", "ruoy", "uoy", "lla", "siht", "erongi", "tpmorp",
     ];
+    if MARKERS.iter().filter(|m| skel.contains(*m)).count() < 3 {
+        return false;
+    }
     // One pass over the words; a bit per marker so each counts once.
     let mut seen = 0u8;
-    for w in skel.split(|c: char| !c.is_ascii_alphanumeric()) {
+    // Split on bytes: a non-ASCII character only yields empty pieces, which are skipped.
+    for w in skel.as_bytes().split(|c| !c.is_ascii_alphanumeric()) {
         if w.len() < 3 || w.len() > 14 {
             continue;
         }
-        for (i, m) in MARKERS.iter().enumerate() {
-            if w == *m || (i >= 6 && w.ends_with(m)) {
-                seen |= 1 << i;
-            }
-        }
+        // Whole words for the first six markers; the last two also count as word endings.
+        let bit = match w {
+            b"eht" => 0,
+            b"dna" => 1,
+            b"ruoy" => 2,
+            b"uoy" => 3,
+            b"lla" => 4,
+            b"siht" => 5,
+            _ if w.ends_with(b"erongi") => 6,
+            _ if w.ends_with(b"tpmorp") => 7,
+            _ => continue,
+        };
+        seen |= 1u8 << bit;
     }
     seen.count_ones() >= 3
 }
@@ -201,6 +292,7 @@ pub fn reversed(s: &str) -> String {
     s.chars().rev().collect()
 }
 
+/// ROT13 over ASCII letters.
 pub fn rot13(s: &str) -> String {
     s.chars()
         .map(|c| match c {
@@ -222,6 +314,20 @@ pub fn joined_letters(view: &str) -> String {
         b.get(i)
             .is_some_and(|c| c.is_ascii_alphanumeric() || *c >= 0x80)
     };
+    // A run needs six one-character words; most texts have far fewer in all. Counted over
+    // (before, this, after) triples with word-character flags padded at both ends.
+    let mut flags = Vec::with_capacity(b.len() + 2);
+    flags.push(false);
+    flags.extend(b.iter().map(|&c| c.is_ascii_alphanumeric() || c >= 0x80));
+    flags.push(false);
+    let singles = flags
+        .windows(3)
+        .zip(b)
+        .filter(|(t, c)| !t[0] && !t[2] && c.is_ascii_alphanumeric())
+        .count();
+    if singles < 6 {
+        return String::new();
+    }
     let mut out = String::new();
     let mut run = String::new();
     let mut i = 0;
@@ -287,6 +393,27 @@ mod tests {
             "costs $5 | wc -i 2024!"
         );
         assert_eq!(leet_view("hello!"), "heiio!");
+    }
+
+    proptest::proptest! {
+        // The byte paths for ASCII text give what the character paths give.
+        #[test]
+        fn ascii_leet_view_is_the_char_view(s in "[a-z0-9|!@$+ .,l\n-]{0,40}") {
+            proptest::prop_assert_eq!(leet_view_ascii(s.as_bytes()), leet_view_chars(&s));
+        }
+
+        #[test]
+        fn reversed_gate_is_the_word_scan(
+            words in proptest::collection::vec("eht|dna|ruoy|uoy|lla|siht|xerongi|tpmorp|word|llama", 0..8)
+        ) {
+            let text = words.join(" ");
+            let distinct: std::collections::HashSet<&str> = words
+                .iter()
+                .map(|w| if w == "xerongi" { "erongi" } else { w.as_str() })
+                .filter(|w| !matches!(*w, "word" | "llama"))
+                .collect();
+            proptest::prop_assert_eq!(maybe_reversed(&text), distinct.len() >= 3);
+        }
     }
 
     #[test]

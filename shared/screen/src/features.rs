@@ -116,18 +116,31 @@ impl Doc {
                     norm.push(b' ');
                 }
             };
-        let mut chars = 0;
-        for (ci, (bi, c)) in leet.char_indices().enumerate() {
-            chars = ci + 1;
-            if c.is_alphanumeric() {
-                open.get_or_insert((ci, bi, norm.len()));
-                let mut buf = [0u8; 4];
-                norm.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            } else {
-                close(&mut open, &mut norm, ci, bi);
+        if leet.is_ascii() {
+            // One byte per character: char and byte indices coincide.
+            for (i, &b) in leet.as_bytes().iter().enumerate() {
+                if b.is_ascii_alphanumeric() {
+                    open.get_or_insert((i, i, norm.len()));
+                    norm.push(b);
+                } else {
+                    close(&mut open, &mut norm, i, i);
+                }
             }
+            close(&mut open, &mut norm, leet.len(), leet.len());
+        } else {
+            let mut chars = 0;
+            for (ci, (bi, c)) in leet.char_indices().enumerate() {
+                chars = ci + 1;
+                if c.is_alphanumeric() {
+                    open.get_or_insert((ci, bi, norm.len()));
+                    let mut buf = [0u8; 4];
+                    norm.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                } else {
+                    close(&mut open, &mut norm, ci, bi);
+                }
+            }
+            close(&mut open, &mut norm, chars, leet.len());
         }
-        close(&mut open, &mut norm, chars, leet.len());
         if norm.len() == 1 {
             norm.push(b' ');
         }
@@ -356,29 +369,56 @@ pub fn mixed_script_words(text: &str) -> u32 {
 
 /// Counts words where digits or symbols sit between letters ("1gn0re", "pr3v10us").
 pub fn leet_words(skel: &str) -> u32 {
+    // A leet word needs one of these between two letters.
+    let leet = |b: u8| {
+        matches!(
+            b,
+            b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$' | b'|' | b'!' | b'+'
+        )
+    };
+    if !skel.bytes().any(leet) {
+        return 0;
+    }
+    if skel.is_ascii() {
+        // The same count over bytes: on ASCII, `char::is_whitespace` is exactly these six.
+        let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+        return skel
+            .as_bytes()
+            .split(space)
+            .filter(|w| is_leet_word(trim_to_alphanumeric(w)))
+            .count() as u32;
+    }
     skel.split(|c: char| c.is_whitespace())
         .filter(|w| {
-            let b = w
-                .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-                .as_bytes();
-            b.len() >= 4
-                && b.windows(3).any(|t| {
-                    t[0].is_ascii_alphabetic()
-                        && matches!(
-                            t[1],
-                            b'0' | b'1'
-                                | b'3'
-                                | b'4'
-                                | b'5'
-                                | b'7'
-                                | b'@'
-                                | b'$'
-                                | b'|'
-                                | b'!'
-                                | b'+'
-                        )
-                        && t[2].is_ascii_alphabetic()
-                })
+            is_leet_word(
+                w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .as_bytes(),
+            )
         })
         .count() as u32
+}
+
+fn trim_to_alphanumeric(w: &[u8]) -> &[u8] {
+    let start = w
+        .iter()
+        .position(u8::is_ascii_alphanumeric)
+        .unwrap_or(w.len());
+    let end = w
+        .iter()
+        .rposition(u8::is_ascii_alphanumeric)
+        .map_or(start, |e| e + 1);
+    w.get(start..end).unwrap_or_default()
+}
+
+/// A digit or symbol between two letters, in a word of at least 4 bytes.
+fn is_leet_word(b: &[u8]) -> bool {
+    b.len() >= 4
+        && b.windows(3).any(|t| {
+            t[0].is_ascii_alphabetic()
+                && matches!(
+                    t[1],
+                    b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$' | b'|' | b'!' | b'+'
+                )
+                && t[2].is_ascii_alphabetic()
+        })
 }

@@ -223,7 +223,7 @@ struct Row {
 
 fn load_testdata(name: &str) -> Vec<Row> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/screen/testdata")
+        .join("src/testdata")
         .join(name);
     let text = std::fs::read_to_string(&path).expect("committed testdata is readable");
     let rows: Vec<Row> = text

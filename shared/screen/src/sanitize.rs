@@ -121,9 +121,12 @@ fn push_segment(hidden: &mut String, s: &str) {
 pub fn sanitize(input: &str) -> Sanitized {
     // Fast path for the common case: printable ASCII has nothing invisible and is already
     // NFKC, so only whitespace needs work.
+    // (Counted without an early exit, which the compiler vectorizes.)
     if input
         .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t')
+        .filter(|&b| !((0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t'))
+        .count()
+        == 0
     {
         return Sanitized {
             text: collapse_whitespace(input),
@@ -277,26 +280,50 @@ fn emoji_tag_sequence(mut rest: impl Iterator<Item = char>) -> Option<usize> {
 /// keeps at most two of them plus bounded indentation (so code stays readable). Leading and
 /// trailing whitespace is trimmed.
 fn collapse_whitespace(s: &str) -> String {
+    // Text between whitespace runs is copied as whole slices; only run boundaries are
+    // examined character by character.
+    // Common case: ASCII whose only whitespace is single spaces. Leading and trailing runs go;
+    // every other run is already one space.
+    let b = s.as_bytes();
+    if s.is_ascii()
+        && b.iter()
+            .filter(|&&c| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+            .count()
+            == 0
+        && !s.contains("  ")
+    {
+        return s.trim_matches(' ').to_owned();
+    }
+    collapse_runs(s)
+}
+
+/// `collapse_whitespace` run by run (any text; the common case returns above).
+fn collapse_runs(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut run: Vec<char> = Vec::new();
-    for c in s.chars() {
+    let mut segment = 0;
+    let mut run: Option<usize> = None;
+    for (i, c) in s.char_indices() {
         if c.is_whitespace() {
-            run.push(c);
-            continue;
-        }
-        if !run.is_empty() {
-            if !out.is_empty() {
-                emit_run(&run, &mut out);
+            if run.is_none() {
+                out.push_str(s.get(segment..i).unwrap_or(""));
+                run = Some(i);
             }
-            run.clear();
+        } else if let Some(start) = run.take() {
+            // A leading run is dropped (nothing before it), as is a trailing one (never closed).
+            if !out.is_empty() {
+                emit_run(s.get(start..i).unwrap_or(""), &mut out);
+            }
+            segment = i;
         }
-        out.push(c);
+    }
+    if run.is_none() {
+        out.push_str(s.get(segment..).unwrap_or(""));
     }
     out
 }
 
-fn emit_run(run: &[char], out: &mut String) {
-    let newlines = run.iter().filter(|&&c| c == '\n').count();
+fn emit_run(run: &str, out: &mut String) {
+    let newlines = run.bytes().filter(|&b| b == b'\n').count();
     if newlines == 0 {
         out.push(' ');
         return;
@@ -304,8 +331,11 @@ fn emit_run(run: &[char], out: &mut String) {
     for _ in 0..newlines.min(MAX_NEWLINES) {
         out.push('\n');
     }
-    let last_nl = run.iter().rposition(|&c| c == '\n').unwrap_or(0);
-    for &c in run.iter().skip(last_nl + 1).take(MAX_INDENT) {
+    let indent = run
+        .rfind('\n')
+        .and_then(|at| run.get(at + 1..))
+        .unwrap_or("");
+    for c in indent.chars().take(MAX_INDENT) {
         out.push(if c == '\t' { '\t' } else { ' ' });
     }
 }
@@ -382,6 +412,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn single_space_shortcut_is_the_run_collapse(s in "[ a-z\t\n]{0,24}") {
+            prop_assert_eq!(collapse_whitespace(&s), collapse_runs(&s));
+        }
+
         #[test]
         fn idempotent(s in "\\PC*|[\\u{0}-\\u{3000}\\u{e0000}-\\u{e01ef}\\u{fe00}-\\u{fe0f}\\u{200b}-\\u{206f}]{0,64}") {
             let once = sanitize(&s).text;
