@@ -78,7 +78,10 @@ async fn one_run(
     let result = api.wait(spawned, Duration::from_secs(60)).await;
     let rss = peak_rss_kib(pid).unwrap_or(0);
     let _ = child.kill().await;
-    let run = result?;
+    // Name the function: a hang is read in its log.
+    let run = result.with_context(|| {
+        format!("{} (its output: {})", bootstrap.display(), log.display())
+    })?;
     Ok((run, rss))
 }
 
