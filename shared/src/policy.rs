@@ -258,6 +258,9 @@ pub struct PolicyStore {
     action_predict: EntityUid,
     action_read_content: EntityUid,
     route_memo: Mutex<HashMap<RouteMemoKey, PolicyDecision>>,
+    /// Each policy's label (`policy_label`), looked up once at load: Cedar parses the
+    /// annotation key on every `annotation` call.
+    labels: HashMap<cedar_policy::PolicyId, String>,
 }
 
 /// Everything a route decision depends on: the policies and entities are fixed for the life of
@@ -352,6 +355,15 @@ impl PolicyStore {
             }
         }
         let action = type_name("Gatehouse::Action")?;
+        let labels = policies
+            .policies()
+            .map(|p| {
+                let label = p
+                    .annotation("id")
+                    .map_or_else(|| p.id().to_string(), str::to_owned);
+                (p.id().clone(), label)
+            })
+            .collect();
         let mut store = Self {
             schema,
             policies,
@@ -369,6 +381,7 @@ impl PolicyStore {
             action_predict: uid(&action, "predict"),
             action_read_content: uid(&action, "read_audit_content"),
             route_memo: Mutex::new(HashMap::new()),
+            labels,
         };
         // A role counts towards predict's limits only if it may call predict on its own: the
         // route policy decides, evaluated once here for a principal holding just that role.
@@ -535,10 +548,10 @@ impl PolicyStore {
 
     /// A policy's `@id("...")` annotation (what the policy files call it), else Cedar's own id.
     fn policy_label(&self, id: &cedar_policy::PolicyId) -> String {
-        self.policies
-            .policy(id)
-            .and_then(|p| p.annotation("id"))
-            .map_or_else(|| id.to_string(), str::to_owned)
+        self.labels
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// Route-level check (the authorizer's): may this principal call `route_key` at all?

@@ -79,9 +79,8 @@ async fn one_run(
     let rss = peak_rss_kib(pid).unwrap_or(0);
     let _ = child.kill().await;
     // Name the function: a hang is read in its log.
-    let run = result.with_context(|| {
-        format!("{} (its output: {})", bootstrap.display(), log.display())
-    })?;
+    let run = result
+        .with_context(|| format!("{} (its output: {})", bootstrap.display(), log.display()))?;
     Ok((run, rss))
 }
 

@@ -40,47 +40,47 @@ pub fn number(f: &Fields, k: &str) -> Option<u64> {
     }
 }
 
-fn push_json_str(out: &mut String, s: &str) {
-    // serde_json's string escaping is deterministic; a &str cannot fail to serialize.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's string escaping is deterministic; a &str cannot fail to serialize, and
+    // writing into a Vec cannot fail either.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Sorted-key compact JSON of every field but the HMAC.
 pub fn canonical(fields: &Fields) -> String {
-    let mut out = String::from("{");
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
     let mut first = true;
     for (k, v) in fields.iter().filter(|(k, _)| k.as_str() != HMAC_ATTR) {
         if !first {
-            out.push(',');
+            out.push(b',');
         }
         first = false;
         push_json_str(&mut out, k);
-        out.push(':');
+        out.push(b':');
         match v {
             Field::S(s) => push_json_str(&mut out, s),
-            Field::N(n) => out.push_str(&n.to_string()),
+            Field::N(n) => out.extend_from_slice(n.to_string().as_bytes()),
             Field::L(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, s) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     push_json_str(&mut out, s);
                 }
-                out.push(']');
+                out.push(b']');
             }
         }
     }
-    out.push('}');
-    out
+    out.push(b'}');
+    // Every piece is JSON text, so the bytes are UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// SHA-256 of the canonical form, hex: what the next record's `prev_hash` holds.
 pub fn record_hash(fields: &Fields) -> String {
-    hex::encode(digest::digest(
-        &digest::SHA256,
-        canonical(fields).as_bytes(),
-    ))
+    sha256_hex(canonical(fields).as_bytes())
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -133,7 +133,13 @@ impl AuditKey {
     }
 
     pub fn sign(&self, fields: &Fields) -> String {
-        hex::encode(hmac::sign(&self.key, canonical(fields).as_bytes()))
+        self.sign_canonical(&canonical(fields))
+    }
+
+    /// The HMAC of an already computed `canonical(fields)` (the writer computes it once for
+    /// the HMAC and the chain hash).
+    pub fn sign_canonical(&self, canonical: &str) -> String {
+        hex::encode(hmac::sign(&self.key, canonical.as_bytes()))
     }
 
     /// Constant-time check of a record's HMAC.

@@ -278,7 +278,9 @@ impl AuditLog {
             fields.insert("prev_segment".into(), Field::S(seg.clone()));
             fields.insert("prev_segment_seq".into(), Field::N(*seq));
         }
-        let hmac = self.key.sign(&fields);
+        // One canonical form for both the HMAC and the chain hash (it leaves the HMAC out).
+        let canonical = record::canonical(&fields);
+        let hmac = self.key.sign_canonical(&canonical);
         fields.insert(HMAC_ATTR.into(), Field::S(hmac.clone()));
         let at = RecordRef {
             segment: chain.segment.clone(),
@@ -298,7 +300,7 @@ impl AuditLog {
         };
         match stored {
             Ok(()) => {
-                chain.prev_hash = record::record_hash(&fields);
+                chain.prev_hash = record::sha256_hex(canonical.as_bytes());
                 chain.next_seq += 1;
                 chain.prev_segment = None;
                 Ok(at)
