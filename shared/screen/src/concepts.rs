@@ -814,8 +814,13 @@ pub fn match_rules(seq: &[(u32, u8)], mut hit: impl FnMut(&'static str, f32)) {
     if seq.len() < 2 {
         return;
     }
+    // A rule can match only if every step's concepts occur somewhere: most rules fail this
+    // one-word test on ordinary text.
+    let present = seq
+        .iter()
+        .fold(0u32, |m, &(_, c)| if c < 32 { m | 1 << c } else { m });
     for rule in CONCEPT_RULES {
-        if matches(seq, rule) {
+        if rule.steps.iter().all(|&step| step & present != 0) && matches(seq, rule) {
             hit(rule.id, rule.weight);
         }
     }

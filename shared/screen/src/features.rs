@@ -55,7 +55,8 @@ impl Signals {
 /// One word of the model view.
 #[derive(Debug, Clone, Copy)]
 struct Word {
-    /// Byte range in `Doc::norm`.
+    /// Byte range in the normalized view `Doc::new` builds: the leet view with every run of
+    /// non-alphanumeric characters collapsed to one space, a space at both ends.
     start: u32,
     end: u32,
     /// Byte range of the word in the screened text.
@@ -63,6 +64,10 @@ struct Word {
     src_end: u32,
     /// `concepts::Concept` as u8, 0 = none.
     concept: u8,
+    /// The word's unigram feature hash, `fnv(101, [word])`.
+    unigram: u64,
+    /// The bigram feature hash it ends, `fnv(102, [previous word or "^", word])`.
+    bigram: u64,
 }
 
 /// Words further apart than this do not form a concept pair.
@@ -70,9 +75,6 @@ const PAIR_SPAN: usize = 4;
 
 /// A prompt ready for the model.
 pub struct Doc {
-    /// The leet view with every run of non-alphanumeric characters collapsed to one space,
-    /// with a space at both ends.
-    norm: Vec<u8>,
     words: Vec<Word>,
     pub signals: Signals,
 }
@@ -112,6 +114,8 @@ impl Doc {
                         src_start,
                         src_end: src(ci, bi).max(src_start),
                         concept: 0,
+                        unigram: 0,
+                        bigram: 0,
                     });
                     norm.push(b' ');
                 }
@@ -144,16 +148,24 @@ impl Doc {
         if norm.len() == 1 {
             norm.push(b' ');
         }
+        // The unigram hash, the bigram hash (continuing the previous word's seed-102 chain) and
+        // the next bigram's prefix advance together over each word's bytes: three independent
+        // multiply chains instead of one after the other.
+        let mut bigram_prefix = fnv(102, &[b"^"]);
         for w in &mut words {
             if let Some(bytes) = norm.get(w.start as usize..w.end as usize) {
                 w.concept = lex.concept(bytes).unwrap_or(0);
+                let (mut uni, mut bi, mut next) =
+                    (FNV_OFFSET ^ 101, bigram_prefix, FNV_OFFSET ^ 102);
+                for &b in bytes.iter().chain(&[0xff]) {
+                    uni = fnv_step(uni, b);
+                    bi = fnv_step(bi, b);
+                    next = fnv_step(next, b);
+                }
+                (w.unigram, w.bigram, bigram_prefix) = (uni, bi, next);
             }
         }
-        Self {
-            norm,
-            words,
-            signals,
-        }
+        Self { words, signals }
     }
 
     /// (word index, concept) of the words that carry a concept, in order.
@@ -173,17 +185,8 @@ impl Doc {
     /// Calls `f(hash)` for every feature anchored at word `t`.
     fn anchored(&self, t: usize, f: &mut impl FnMut(u64)) {
         let Some(w) = self.words.get(t) else { return };
-        let (s, e) = (w.start as usize, w.end as usize);
-        let tok = self.norm.get(s..e).unwrap_or(b"");
-        let prev: &[u8] = match t.checked_sub(1).and_then(|p| self.words.get(p)) {
-            Some(p) => self
-                .norm
-                .get(p.start as usize..p.end as usize)
-                .unwrap_or(b""),
-            None => b"^",
-        };
-        f(fnv(101, &[tok]));
-        f(fnv(102, &[prev, tok]));
+        f(w.unigram);
+        f(w.bigram);
         if w.concept != 0 {
             // Concept features are emitted twice: doubling their share of a window's norm
             // raised leave-one-source-out recall on the multilingual source (docs/screen.md).
