@@ -1,4 +1,4 @@
-//! Small text helpers shared by the screen and the audit log.
+//! Small text helpers for the audit log and the model adapter (the screen crate has its own `cap`).
 
 /// The longest prefix of `s` within `max` bytes, cut on a char boundary, and whether anything was
 /// cut.

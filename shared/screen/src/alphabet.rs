@@ -9,7 +9,7 @@
 //! every class is rewritten over that byte alphabet. A text is mapped character by character
 //! (one character → one byte, so counted repetitions such as `.{0,80}` count the same) and
 //! matched by one `regex_automata::meta::Regex` per set ([`compile`]). Printable ASCII and `\t \n \v \f \r` map to
-//! themselves, so an ASCII prompt is matched as is, without a copy.
+//! themselves, so a prompt made of those (checked by `plain`) is matched as is, without a copy.
 //!
 //! The result is exact, not an approximation: a character matches a rewritten class if and
 //! only if it matched the original one, because its block lies wholly inside or wholly
@@ -46,8 +46,7 @@ fn separator_class() -> Result<ClassUnicode, ScreenError> {
 }
 
 /// Bytes that stand for themselves: printable ASCII and the ASCII whitespace controls.
-/// Always inlined: it runs once per character of every screened view (as a call under
-/// opt-level "z" it was 12% of the screen's time).
+/// Always inlined: it runs once per character of every view that is not `plain`.
 #[inline(always)]
 fn kept(c: u32) -> bool {
     (0x20..0x7f).contains(&c) || (0x09..=0x0d).contains(&c)

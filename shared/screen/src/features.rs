@@ -7,7 +7,7 @@
 //! they learned each corpus's style and cost recall and false positives on held-out sources.) A window is a run of consecutive words; its
 //! features are those anchored at its words plus the prompt's obfuscation flags, scaled by
 //! 1/sqrt(count). A prompt is scored as the **maximum over windows** of
-//! [`Model::window_words`](super::model::ModelWeights) words (every `stride` words), so a wall of
+//! [`ModelWeights::window_words`](super::model::ModelWeights) words (every `stride` words), so a wall of
 //! harmless text can neither dilute an attack nor, by sheer length, add up to one: a window's
 //! score depends only on the words in it. Because the model is linear, every window costs two
 //! prefix-sum lookups, not a rescan.
@@ -391,6 +391,11 @@ pub fn leet_words(skel: &str) -> u32 {
             .filter(|w| is_leet_word(trim_to_alphanumeric(w)))
             .count() as u32;
     }
+    leet_words_chars(skel)
+}
+
+/// `leet_words` splitting on Unicode whitespace (any text; ASCII takes the byte path above).
+fn leet_words_chars(skel: &str) -> u32 {
     skel.split(|c: char| c.is_whitespace())
         .filter(|w| {
             is_leet_word(
@@ -424,4 +429,35 @@ fn is_leet_word(b: &[u8]) -> bool {
                 )
                 && t[2].is_ascii_alphabetic()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_leet_word_count_is_the_char_count(
+            s in "[a-zA-Z0-9|!@$+ .\t\n\r\x0b\x0c\x1c-\x1f\x7f-]{0,40}"
+        ) {
+            proptest::prop_assert_eq!(leet_words(&s), leet_words_chars(&s));
+        }
+
+        // The hashes computed once per word are the features `fnv` gives for the word and
+        // for the word with the one before it ("^" for the first).
+        #[test]
+        fn word_hashes_are_the_unigram_and_bigram_features(s in "[a-z0-9 .,!-]{0,48}") {
+            let doc = Doc::new(&s, None, Signals::default(), &Lexicon::new());
+            let words: Vec<&str> = s
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            proptest::prop_assert_eq!(doc.words.len(), words.len());
+            for (i, (w, word)) in doc.words.iter().zip(&words).enumerate() {
+                let prev = if i == 0 { "^" } else { words[i - 1] };
+                proptest::prop_assert_eq!(w.unigram, fnv(101, &[word.as_bytes()]));
+                proptest::prop_assert_eq!(w.bigram, fnv(102, &[prev.as_bytes(), word.as_bytes()]));
+            }
+        }
+    }
 }

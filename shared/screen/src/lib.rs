@@ -1,4 +1,4 @@
-//! Prompt sanitizer ([`sanitize`]) and prompt-injection screen (design and measured quality in
+//! Prompt sanitizer ([`mod@sanitize`]) and prompt-injection screen (design and measured quality in
 //! docs/screen.md):
 //! normalized views + decoders + attack-kind rules (regex and cross-lingual concept rules) + a
 //! small windowed linear model. `Screener::screen` takes a [`Sanitized`] prompt and returns a
@@ -448,3 +448,14 @@ fn cap(s: &str, max: usize) -> (&str, bool) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cap_tests {
+    #[test]
+    fn cuts_on_char_boundaries_only() {
+        assert_eq!(super::cap("héllo", 2), ("h", true));
+        assert_eq!(super::cap("héllo", 3), ("hé", true));
+        assert_eq!(super::cap("héllo", 64), ("héllo", false));
+        assert_eq!(super::cap("日本", 2), ("", true));
+    }
+}

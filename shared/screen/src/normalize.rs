@@ -398,7 +398,7 @@ mod tests {
     proptest::proptest! {
         // The byte paths for ASCII text give what the character paths give.
         #[test]
-        fn ascii_leet_view_is_the_char_view(s in "[a-z0-9|!@$+ .,l\n-]{0,40}") {
+        fn ascii_leet_view_is_the_char_view(s in "[a-zA-Z0-9|!@$+ .,l\n\t\x01-\x1f\x7f-]{0,40}") {
             proptest::prop_assert_eq!(leet_view_ascii(s.as_bytes()), leet_view_chars(&s));
         }
 

@@ -280,8 +280,6 @@ fn emoji_tag_sequence(mut rest: impl Iterator<Item = char>) -> Option<usize> {
 /// keeps at most two of them plus bounded indentation (so code stays readable). Leading and
 /// trailing whitespace is trimmed.
 fn collapse_whitespace(s: &str) -> String {
-    // Text between whitespace runs is copied as whole slices; only run boundaries are
-    // examined character by character.
     // Common case: ASCII whose only whitespace is single spaces. Leading and trailing runs go;
     // every other run is already one space.
     let b = s.as_bytes();
@@ -299,6 +297,8 @@ fn collapse_whitespace(s: &str) -> String {
 
 /// `collapse_whitespace` run by run (any text; the common case returns above).
 fn collapse_runs(s: &str) -> String {
+    // Text between whitespace runs is copied as whole slices; only run boundaries are
+    // examined character by character.
     let mut out = String::with_capacity(s.len());
     let mut segment = 0;
     let mut run: Option<usize> = None;
@@ -411,10 +411,42 @@ mod tests {
         assert_eq!(sanitize(cmd).text, cmd);
     }
 
+    /// The collapse as first written (a `Vec<char>` per run): the oracle for both paths.
+    fn collapse_reference(s: &str) -> String {
+        let mut out = String::new();
+        let mut run: Vec<char> = Vec::new();
+        for c in s.chars() {
+            if c.is_whitespace() {
+                run.push(c);
+                continue;
+            }
+            if !run.is_empty() {
+                if !out.is_empty() {
+                    let newlines = run.iter().filter(|&&c| c == '\n').count();
+                    if newlines == 0 {
+                        out.push(' ');
+                    } else {
+                        out.extend(std::iter::repeat_n('\n', newlines.min(MAX_NEWLINES)));
+                        let last = run.iter().rposition(|&c| c == '\n').unwrap_or(0);
+                        for &c in run.iter().skip(last + 1).take(MAX_INDENT) {
+                            out.push(if c == '\t' { '\t' } else { ' ' });
+                        }
+                    }
+                }
+                run.clear();
+            }
+            out.push(c);
+        }
+        out
+    }
+
     proptest! {
         #[test]
-        fn single_space_shortcut_is_the_run_collapse(s in "[ a-z\t\n]{0,24}") {
-            prop_assert_eq!(collapse_whitespace(&s), collapse_runs(&s));
+        fn whitespace_collapse_is_the_reference(
+            s in "[ a-zA-Z\t\n\r\x0b\x0c\u{85}\u{a0}\u{2003}\u{3000}é]{0,32}"
+        ) {
+            prop_assert_eq!(collapse_whitespace(&s), collapse_reference(&s));
+            prop_assert_eq!(collapse_runs(&s), collapse_reference(&s));
         }
 
         #[test]
