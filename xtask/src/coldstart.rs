@@ -52,13 +52,23 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One cold start of `bootstrap` with its own Runtime API stand-in: the previous process, killed
+/// right after it answered, may have sent its next poll already; served by a shared stand-in
+/// after the next run was armed, that stale poll took the new event and left the new process
+/// waiting (two of nine runs hung so, in jwks-sync).
 async fn one_run(
-    api: &RuntimeApi,
+    function: &str,
+    memory_mb: u32,
     bootstrap: &std::path::Path,
-    env: &[(String, String)],
+    fn_env: &[(String, String)],
     event: Value,
     log: &std::path::Path,
 ) -> Result<(ColdStart, u64)> {
+    let api = RuntimeApi::start().await?;
+    let mut env = fn_env.to_vec();
+    env.extend(lambda_env(api.addr, function, memory_mb));
+    env.retain(|(k, _)| k != "RUST_LOG");
+    env.push(("RUST_LOG".into(), "warn".into()));
     api.arm(event);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -183,7 +193,6 @@ async fn measure(
         &issuer,
         gatehouse::config::claims::Preset::Gatehouse,
     )?;
-    let api = RuntimeApi::start().await?;
     let log = paths::logs_dir().join("coldstart.log");
     std::fs::create_dir_all(paths::logs_dir())?;
     let _ = std::fs::remove_file(&log);
@@ -200,10 +209,7 @@ async fn measure(
         let bootstrap_bytes = std::fs::metadata(&bootstrap)
             .with_context(|| format!("no {} (build it first)", bootstrap.display()))?
             .len();
-        let mut env: Vec<(String, String)> = fn_env.clone().into_iter().collect();
-        env.extend(lambda_env(api.addr, function, args.memory_mb));
-        env.retain(|(k, _)| k != "RUST_LOG");
-        env.push(("RUST_LOG".into(), "warn".into()));
+        let env: Vec<(String, String)> = fn_env.clone().into_iter().collect();
         let mut s = Summary {
             function,
             init_ms: vec![],
@@ -231,7 +237,8 @@ async fn measure(
                     json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
                 }
             };
-            let (run, rss) = one_run(&api, &bootstrap, &env, event, &log).await?;
+            let (run, rss) =
+                one_run(function, args.memory_mb, &bootstrap, &env, event, &log).await?;
             let Outcome::Response(v) = &run.outcome else {
                 bail!("{function} failed its cold start: {:?}", run.outcome);
             };
