@@ -1,10 +1,31 @@
 //! Where things live in a checkout. Everything generated goes under the git-ignored `.local/`.
 use std::path::PathBuf;
 
-/// The repository root (this crate sits one level below it).
+/// The repository root: the workspace holding the package cargo runs (`CARGO_MANIFEST_DIR` as
+/// `cargo run` and `cargo test` set it for the process), else the one this crate was compiled in.
+///
+/// Read at run time first because a binary reused from a build cache may have been compiled in
+/// another copy of the repository (CI extracts each run into a fresh temporary directory): a path
+/// baked in at compile time would then point at a directory that no longer exists, and the dev
+/// stack and the tests would each generate a different dev signing key.
 pub fn repo_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map(PathBuf::from).unwrap_or(here)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|dir| workspace_root_above(&dir))
+        .unwrap_or_else(|| {
+            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            here.parent().map(PathBuf::from).unwrap_or(here)
+        })
+}
+
+/// The nearest directory at or above `dir` whose `Cargo.toml` declares a `[workspace]`.
+fn workspace_root_above(dir: &std::path::Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
+        })
+        .map(PathBuf::from)
 }
 
 pub fn local_dir() -> PathBuf {
@@ -58,4 +79,18 @@ pub fn path_with_venv() -> std::ffi::OsString {
         parts.extend(std::env::split_paths(&p));
     }
     std::env::join_paths(parts).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_root_is_found_above_a_member() {
+        let member = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = workspace_root_above(&member.join("src"));
+        assert_eq!(root.as_deref(), member.parent());
+        assert_eq!(workspace_root_above(std::path::Path::new("/")), None);
+        assert_eq!(repo_root().as_path(), member.parent().unwrap_or(&member));
+    }
 }
