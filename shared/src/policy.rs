@@ -257,24 +257,40 @@ pub struct PolicyStore {
     action_invoke: EntityUid,
     action_predict: EntityUid,
     action_read_content: EntityUid,
-    route_memo: Mutex<HashMap<RouteMemoKey, PolicyDecision>>,
+    memo: Mutex<HashMap<MemoKey, PolicyDecision>>,
+    /// Whether a policy or an entity names a user (a `Gatehouse::User` literal, a template slot
+    /// or a reference in the entity data): only then can the subject itself change a decision,
+    /// so only then is it part of the memo key.
+    names_users: bool,
     /// Each policy's label (`policy_label`), looked up once at load: Cedar parses the
     /// annotation key on every `annotation` call.
     labels: HashMap<cedar_policy::PolicyId, String>,
 }
 
-/// Everything a route decision depends on: the policies and entities are fixed for the life of
-/// the process (embedded at build time), so the same inputs always give the same decision.
+/// Everything a decision depends on: the policies and entities are fixed for the life of the
+/// process (embedded at build time), so the same inputs always give the same decision. The
+/// principal entity Cedar sees is built from `sub` (its uid), the roles (its parents) and the
+/// tenant (its one attribute); `sub` is left out (`None`) when no policy or entity names a user,
+/// as Cedar can then observe the uid only through those parents and that attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RouteMemoKey {
-    sub: String,
+struct MemoKey {
+    sub: Option<String>,
     roles: Vec<String>,
     tenant: Option<String>,
-    route: String,
+    action: MemoAction,
+    /// The route key or the model id.
+    resource: String,
 }
 
-/// Bound on memoized route decisions; the memo is cleared when full (bounded memory).
-const ROUTE_MEMO_MAX: usize = 4096;
+/// The memoized decisions and the request context each carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MemoAction {
+    Invoke,
+    Predict { max_tokens: u32 },
+}
+
+/// Bound on memoized decisions; the memo is cleared when full (bounded memory).
+const MEMO_MAX: usize = 4096;
 
 fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
     EntityTypeName::from_str(s).map_err(|e| PolicyError::Schema(e.to_string()))
@@ -364,6 +380,13 @@ impl PolicyStore {
                 (p.id().clone(), label)
             })
             .collect();
+        let names_users = policies.templates().next().is_some()
+            || entities_src.contains(USER)
+            || policies.policies().any(|p| {
+                p.entity_literals()
+                    .iter()
+                    .any(|e| e.type_name().to_string() == USER)
+            });
         let mut store = Self {
             schema,
             policies,
@@ -380,7 +403,8 @@ impl PolicyStore {
             action_invoke: uid(&action, "invoke"),
             action_predict: uid(&action, "predict"),
             action_read_content: uid(&action, "read_audit_content"),
-            route_memo: Mutex::new(HashMap::new()),
+            memo: Mutex::new(HashMap::new()),
+            names_users,
             labels,
         };
         // A role counts towards predict's limits only if it may call predict on its own: the
@@ -554,36 +578,50 @@ impl PolicyStore {
             .unwrap_or_else(|| id.to_string())
     }
 
-    /// Route-level check (the authorizer's): may this principal call `route_key` at all?
-    /// Decisions are memoized per (sub, roles, tenant, route): a warm authorizer answers repeat
-    /// callers without re-running Cedar. Evaluation errors are never memoized.
-    pub fn authorize_route(&self, p: &Principal, route_key: &str) -> PolicyDecision {
+    /// `evaluate` once per `MemoKey`: a warm function answers repeat inputs without re-running
+    /// Cedar. Evaluation errors are never memoized.
+    fn memoized(
+        &self,
+        p: &Principal,
+        action: MemoAction,
+        resource: &str,
+        evaluate: impl FnOnce() -> PolicyDecision,
+    ) -> PolicyDecision {
         let mut roles = p.roles.clone();
         roles.sort_unstable();
         roles.dedup();
-        let key = RouteMemoKey {
-            sub: p.sub.clone(),
+        let key = MemoKey {
+            sub: self.names_users.then(|| p.sub.clone()),
             roles,
             tenant: p.tenant.clone(),
-            route: route_key.to_owned(),
+            action,
+            resource: resource.to_owned(),
         };
         if let Some(d) = self
-            .route_memo
+            .memo
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
             return d.clone();
         }
-        let d = self.evaluate_route(p, route_key);
+        let d = evaluate();
         if d.error.is_none() {
-            let mut memo = self.route_memo.lock().unwrap_or_else(|e| e.into_inner());
-            if memo.len() >= ROUTE_MEMO_MAX {
+            let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            if memo.len() >= MEMO_MAX {
                 memo.clear();
             }
             memo.insert(key, d.clone());
         }
         d
+    }
+
+    /// Route-level check (the authorizer's): may this principal call `route_key` at all?
+    /// Memoized (see `MemoKey`).
+    pub fn authorize_route(&self, p: &Principal, route_key: &str) -> PolicyDecision {
+        self.memoized(p, MemoAction::Invoke, route_key, || {
+            self.evaluate_route(p, route_key)
+        })
     }
 
     fn evaluate_route(&self, p: &Principal, route_key: &str) -> PolicyDecision {
@@ -611,7 +649,14 @@ impl PolicyStore {
     }
 
     /// Model-level check (predict's): may this principal use `model` with `max_tokens`?
+    /// Memoized (see `MemoKey`; `max_tokens` is part of the key).
     pub fn authorize_model(&self, p: &Principal, model: &str, max_tokens: u32) -> PolicyDecision {
+        self.memoized(p, MemoAction::Predict { max_tokens }, model, || {
+            self.evaluate_model(p, model, max_tokens)
+        })
+    }
+
+    fn evaluate_model(&self, p: &Principal, model: &str, max_tokens: u32) -> PolicyDecision {
         let resource = match type_name(MODEL) {
             Ok(t) => uid(&t, model),
             Err(e) => return PolicyDecision::deny(e.to_string()),
@@ -775,11 +820,63 @@ mod tests {
                 );
             }
         }
-        let memo = store.route_memo.lock().unwrap();
+        let memo = store.memo.lock().unwrap();
         assert!(
             memo.len() <= 4,
             "errors (unknown routes) are not memoized; role order is normalized"
         );
+    }
+
+    #[test]
+    fn memoized_model_decisions_match_fresh_evaluation_for_every_subject() {
+        let store = PolicyStore::embedded().unwrap();
+        assert!(!store.names_users, "the embedded policies name no user");
+        let models = [
+            "echo",
+            "claude-sonnet",
+            "legacy-model",
+            "acme-finetune",
+            "nope",
+        ];
+        for (i, roles) in [&["ai_operator"][..], &["trial"], &["analyst"], &[]]
+            .into_iter()
+            .enumerate()
+        {
+            for model in models {
+                for max_tokens in [1, 512, 1024, 4096, 100_000] {
+                    for tenant in [None, Some("acme"), Some("other")] {
+                        let mut p = principal(roles, tenant);
+                        p.sub = format!("user-{i}-{max_tokens}");
+                        let fresh = store.evaluate_model(&p, model, max_tokens);
+                        assert_eq!(store.authorize_model(&p, model, max_tokens), fresh);
+                        p.sub = "someone-else".into();
+                        assert_eq!(
+                            store.authorize_model(&p, model, max_tokens),
+                            fresh,
+                            "memo hit for {roles:?} {model} {max_tokens} {tenant:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_naming_a_user_keeps_subjects_apart_in_the_memo() {
+        for only_alice in [
+            r#"permit (principal == Gatehouse::User::"alice", action == Gatehouse::Action::"invoke", resource);"#,
+            r#"permit (principal, action == Gatehouse::Action::"invoke", resource) when { principal != Gatehouse::User::"bob" };"#,
+        ] {
+            let store = PolicyStore::from_sources(SCHEMA_SRC, only_alice, ENTITIES_SRC).unwrap();
+            assert!(store.names_users, "{only_alice}");
+            let alice = principal(&["ai_operator"], None);
+            let mut bob = alice.clone();
+            bob.sub = "bob".into();
+            for _ in 0..2 {
+                assert!(store.authorize_route(&alice, "POST /v1/predict").allowed);
+                assert!(!store.authorize_route(&bob, "POST /v1/predict").allowed);
+            }
+        }
     }
 
     #[test]

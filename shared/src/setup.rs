@@ -187,15 +187,15 @@ pub async fn predictor(
     let rate = RateLimitConfig::from_env(env)?;
     let audit = AuditConfig::from_env(env)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Building the screen's rule sets is the longest piece of CPU work at cold start: started
+    // first, on the blocking pool, it overlaps the policy parse and the audit key's network
+    // round trip, so cold start pays the longest of them, not their sum.
+    let screen = config.screen;
+    let screener = tokio::task::spawn_blocking(move || crate::screen::Screener::new(screen));
     let policy = crate::policy::PolicyStore::embedded()?;
     let model = model_backend(&config, sdk);
     check_models(&policy, model.as_ref(), &config)?;
     let counter = crate::ratelimit::dynamo::DynamoCounter::new(sdk, &rate.table, rate.timeout);
-    // Building the screen's rule sets is tens of milliseconds of CPU and fetching the audit key
-    // is a network round trip: overlap them (blocking pool), so cold start pays the longer of
-    // the two, not their sum.
-    let screen = config.screen;
-    let screener = tokio::task::spawn_blocking(move || crate::screen::Screener::new(screen));
     let audit = audit_log(sdk, &audit, "predict", clock.now()).await?;
     let screener = screener.await.map_err(|e| {
         crate::screen::ScreenError::Rules(format!("building the rule sets did not finish: {e}"))
