@@ -1,16 +1,10 @@
 //! Small text helpers for the audit log and the model adapter (the screen crate has its own `cap`).
 
-/// The longest prefix of `s` within `max` bytes, cut on a char boundary, and whether anything was
-/// cut.
+/// The longest prefix of `s` within `max` bytes, cut on a char boundary
+/// (`str::floor_char_boundary`), and whether anything was cut.
 pub fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (s.get(..end).unwrap_or(""), true)
+    let head = s.get(..s.floor_char_boundary(max)).unwrap_or("");
+    (head, head.len() < s.len())
 }
 
 #[cfg(test)]

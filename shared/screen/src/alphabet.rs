@@ -29,7 +29,7 @@ use regex_syntax::hir::{
     Capture, Class, ClassBytes, ClassBytesRange, ClassUnicode, Hir, HirKind, Look, Repetition,
 };
 
-use super::ScreenError;
+use crate::error::ScreenError;
 
 /// Stands for one character of `[^\p{L}\p{N}]` (neither letter nor number) in a pattern.
 pub const SEPARATOR: char = '\u{E000}';

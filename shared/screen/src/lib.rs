@@ -8,6 +8,7 @@
 pub mod alphabet;
 pub mod concepts;
 pub mod decode;
+mod error;
 pub mod features;
 pub mod model;
 pub mod normalize;
@@ -15,6 +16,8 @@ pub mod rules;
 pub mod sanitize;
 
 use serde::Serialize;
+
+pub use error::ScreenError;
 
 use crate::sanitize::{Sanitized, sanitize};
 use concepts::Lexicon;
@@ -29,20 +32,6 @@ pub const MODEL_BYTES: &[u8] = include_bytes!("model.bin");
 /// Nested encodings deeper than this are not unwrapped (base64 of hex of ... is still caught
 /// at the first levels, and each level costs a full screen).
 const MAX_DECODE_DEPTH: u32 = 2;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScreenError {
-    #[error("invalid rule set: {0}")]
-    Rules(String),
-    #[error("invalid model weights: {0}")]
-    Model(String),
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("data: {0}")]
-    Data(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -260,6 +249,19 @@ impl Screener {
         )
     }
 
+    /// Records Latin rules matched only after a transform (`hits` index `latin_ids`), and the
+    /// transform itself (`transform`: "rot13", "reversed_text", "spaced_letters") if any matched.
+    fn transformed_hits(&self, ev: &mut Evidence, hits: &[usize], transform: &'static str) {
+        if !hits.is_empty() {
+            ev.hit(transform, 0.3);
+        }
+        for &i in hits {
+            if let Some(&(id, w)) = self.rules.latin_ids.get(i) {
+                ev.hit(id, w);
+            }
+        }
+    }
+
     /// Screens one layer (the prompt, or a payload decoded from it): records rule hits and the
     /// model's best window in `ev`.
     fn layer(
@@ -300,31 +302,13 @@ impl Screener {
                 ev.hit(id, w);
             }
         }
-        let rot_hits: Vec<usize> = if normalize::maybe_rot13(&skel) {
+        if normalize::maybe_rot13(&skel) {
             let rot = normalize::leet_view(&normalize::rot13(&skel));
-            r.leet.matches(&rot)
-        } else {
-            Vec::new()
-        };
-        if !rot_hits.is_empty() {
-            ev.hit("rot13", 0.3);
-        }
-        for i in rot_hits {
-            if let Some(&(id, w)) = r.latin_ids.get(i) {
-                ev.hit(id, w);
-            }
+            self.transformed_hits(ev, &r.leet.matches(&rot), "rot13");
         }
         if normalize::maybe_reversed(&skel) {
             let rev = normalize::leet_view(&normalize::reversed(&skel));
-            let hits: Vec<usize> = r.leet.matches(&rev);
-            if !hits.is_empty() {
-                ev.hit("reversed_text", 0.3);
-            }
-            for i in hits {
-                if let Some(&(id, w)) = r.latin_ids.get(i) {
-                    ev.hit(id, w);
-                }
-            }
+            self.transformed_hits(ev, &r.leet.matches(&rev), "reversed_text");
         }
         // A decoded payload without word breaks (Morse or char codes typed without word
         // separators, after whitespace collapse) is matched like spaced-out letters.
@@ -335,15 +319,7 @@ impl Screener {
             normalize::joined_letters(&leet)
         };
         if !joined.is_empty() {
-            let hits: Vec<usize> = r.squashed.matches(&joined);
-            if !hits.is_empty() {
-                ev.hit("spaced_letters", 0.3);
-            }
-            for i in hits {
-                if let Some(&(id, w)) = r.latin_ids.get(i) {
-                    ev.hit(id, w);
-                }
-            }
+            self.transformed_hits(ev, &r.squashed.matches(&joined), "spaced_letters");
         }
         let signals = signals(text, &skel, san);
         if signals.mixed_script_words >= 2 {
@@ -432,18 +408,11 @@ impl Verdict {
     }
 }
 
-/// The longest prefix of `s` within `max` bytes, cut on a char boundary, and whether anything
-/// was cut.
+/// The longest prefix of `s` within `max` bytes, cut on a char boundary (`str::floor_char_boundary`),
+/// and whether anything was cut.
 fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    // Byte 0 is always a boundary.
-    let end = (0..=max)
-        .rev()
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(0);
-    (s.get(..end).unwrap_or(""), true)
+    let head = s.get(..s.floor_char_boundary(max)).unwrap_or("");
+    (head, head.len() < s.len())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! cross-lingual concepts of the leet view, scored per window of words (see `features`).
 //! Hashing keeps the model a fixed size and needs no vocabulary file.
 
-use super::ScreenError;
+use crate::error::ScreenError;
 
 /// 2^17 buckets: the word and concept features of ~25,000 training prompts fit with few
 /// collisions (2^15..2^17 measured alike on the leave-one-source-out table), 256 KiB as i16.

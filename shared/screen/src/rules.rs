@@ -8,9 +8,9 @@
 
 use regex_automata::meta::Regex;
 
-use super::ScreenError;
 use super::alphabet::{Alphabet, compile, matching, reduce};
 use super::normalize::leet_pattern;
+use crate::error::ScreenError;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
