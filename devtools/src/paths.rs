@@ -1,31 +1,38 @@
 //! Where things live in a checkout. Everything generated goes under the git-ignored `.local/`.
 use std::path::PathBuf;
 
-/// The repository root: the workspace holding the package cargo runs (`CARGO_MANIFEST_DIR` as
+/// The repository root: the checkout holding the package cargo runs (`CARGO_MANIFEST_DIR` as
 /// `cargo run` and `cargo test` set it for the process), else the one this crate was compiled in.
 ///
 /// Read at run time first because a binary reused from a build cache may have been compiled in
 /// another copy of the repository (CI extracts each run into a fresh temporary directory): a path
 /// baked in at compile time would then point at a directory that no longer exists, and the dev
-/// stack and the tests would each generate a different dev signing key.
+/// stack and the tests would each generate a different dev signing key. A directory counts only
+/// if it is a Gatehouse checkout (`gatehouse_root_above`), so a `CARGO_MANIFEST_DIR` inherited
+/// from another project is ignored.
 pub fn repo_root() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .and_then(|dir| workspace_root_above(&dir))
+        .and_then(|dir| gatehouse_root_above(&dir))
         .unwrap_or_else(|| {
             let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
             here.parent().map(PathBuf::from).unwrap_or(here)
         })
 }
 
-/// The nearest directory at or above `dir` whose `Cargo.toml` declares a `[workspace]`.
-fn workspace_root_above(dir: &std::path::Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| {
-            std::fs::read_to_string(d.join("Cargo.toml"))
-                .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
-        })
-        .map(PathBuf::from)
+/// The nearest directory at or above `dir` that is a Gatehouse checkout: a `Cargo.toml` with a
+/// `[workspace]` table and this crate's manifest at `devtools/Cargo.toml`.
+fn gatehouse_root_above(dir: &std::path::Path) -> Option<PathBuf> {
+    let is_root = |d: &std::path::Path| {
+        let workspace = std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|toml| {
+            toml.lines()
+                .any(|l| l.trim_start().starts_with("[workspace]"))
+        });
+        let devtools = std::fs::read_to_string(d.join("devtools").join("Cargo.toml"))
+            .is_ok_and(|toml| toml.contains(concat!("name = \"", env!("CARGO_PKG_NAME"), "\"")));
+        workspace && devtools
+    };
+    dir.ancestors().find(|d| is_root(d)).map(PathBuf::from)
 }
 
 pub fn local_dir() -> PathBuf {
@@ -86,11 +93,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_workspace_root_is_found_above_a_member() {
+    fn the_checkout_is_found_above_a_member_and_nowhere_else() {
         let member = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let root = workspace_root_above(&member.join("src"));
+        let root = gatehouse_root_above(&member.join("src"));
         assert_eq!(root.as_deref(), member.parent());
-        assert_eq!(workspace_root_above(std::path::Path::new("/")), None);
+        assert_eq!(gatehouse_root_above(std::path::Path::new("/")), None);
+        // Another workspace (no devtools crate of ours) is not taken for the checkout.
+        let other = std::env::temp_dir().join(format!("not-gatehouse-{}", std::process::id()));
+        std::fs::create_dir_all(other.join("member")).unwrap();
+        std::fs::write(
+            other.join("Cargo.toml"),
+            "[workspace]\nmembers = [\"member\"]\n",
+        )
+        .unwrap();
+        let found = gatehouse_root_above(&other.join("member"));
+        std::fs::remove_dir_all(&other).unwrap();
+        assert_eq!(found, None);
         assert_eq!(repo_root().as_path(), member.parent().unwrap_or(&member));
     }
 }

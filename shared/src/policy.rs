@@ -262,6 +262,10 @@ pub struct PolicyStore {
     /// or a reference in the entity data): only then can the subject itself change a decision,
     /// so only then is it part of the memo key.
     names_users: bool,
+    /// Whether a policy reads the request context (or a template exists): only then is
+    /// `max_tokens` part of the model decision's memo key, so values a caller varies cannot
+    /// churn the memo when no policy looks at them.
+    reads_context: bool,
     /// Each policy's label (`policy_label`), looked up once at load: Cedar parses the
     /// annotation key on every `annotation` call.
     labels: HashMap<cedar_policy::PolicyId, String>,
@@ -286,11 +290,25 @@ struct MemoKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum MemoAction {
     Invoke,
-    Predict { max_tokens: u32 },
+    /// `max_tokens` is `None` when no policy reads the context.
+    Predict {
+        max_tokens: Option<u32>,
+    },
 }
 
 /// Bound on memoized decisions; the memo is cleared when full (bounded memory).
 const MEMO_MAX: usize = 4096;
+
+/// Whether a policy's JSON form (Cedar's EST) reads the variable `var` (`{"Var": "context"}`).
+fn reads_var(est: &serde_json::Value, var: &str) -> bool {
+    match est {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| (k == "Var" && v.as_str() == Some(var)) || reads_var(v, var)),
+        serde_json::Value::Array(items) => items.iter().any(|v| reads_var(v, var)),
+        _ => false,
+    }
+}
 
 fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
     EntityTypeName::from_str(s).map_err(|e| PolicyError::Schema(e.to_string()))
@@ -380,13 +398,21 @@ impl PolicyStore {
                 (p.id().clone(), label)
             })
             .collect();
+        // The entity data is checked as Cedar re-serializes it (no JSON escapes can hide a
+        // reference); if it cannot be, the subject stays in the key (fail safe: fewer hits).
         let names_users = policies.templates().next().is_some()
-            || entities_src.contains(USER)
+            || typed
+                .to_json_value()
+                .map_or(true, |v| v.to_string().contains(USER))
             || policies.policies().any(|p| {
                 p.entity_literals()
                     .iter()
                     .any(|e| e.type_name().to_string() == USER)
             });
+        let reads_context = policies.templates().next().is_some()
+            || policies
+                .policies()
+                .any(|p| p.to_json().map_or(true, |est| reads_var(&est, "context")));
         let mut store = Self {
             schema,
             policies,
@@ -405,6 +431,7 @@ impl PolicyStore {
             action_read_content: uid(&action, "read_audit_content"),
             memo: Mutex::new(HashMap::new()),
             names_users,
+            reads_context,
             labels,
         };
         // A role counts towards predict's limits only if it may call predict on its own: the
@@ -534,7 +561,9 @@ impl PolicyStore {
         if let Some(r) = self.entities.get(&resource) {
             slice.push(r.clone());
         }
-        let entities = match Entities::from_entities(slice, None) {
+        // With the schema, Cedar adds the action entities (so `action in <group>` holds) and
+        // checks the slice against the entity types.
+        let entities = match Entities::from_entities(slice, Some(&self.schema)) {
             Ok(e) => e,
             Err(e) => return PolicyDecision::deny(e.to_string()),
         };
@@ -651,7 +680,10 @@ impl PolicyStore {
     /// Model-level check (predict's): may this principal use `model` with `max_tokens`?
     /// Memoized (see `MemoKey`; `max_tokens` is part of the key).
     pub fn authorize_model(&self, p: &Principal, model: &str, max_tokens: u32) -> PolicyDecision {
-        self.memoized(p, MemoAction::Predict { max_tokens }, model, || {
+        let keyed = MemoAction::Predict {
+            max_tokens: self.reads_context.then_some(max_tokens),
+        };
+        self.memoized(p, keyed, model, || {
             self.evaluate_model(p, model, max_tokens)
         })
     }
@@ -877,6 +909,61 @@ mod tests {
                 assert!(!store.authorize_route(&bob, "POST /v1/predict").allowed);
             }
         }
+    }
+
+    #[test]
+    fn an_entity_referring_to_a_user_keeps_subjects_apart_in_the_memo() {
+        // No user literal in the policy: the route entity names its owner, escaped in the JSON.
+        let schema =
+            SCHEMA_SRC.replacen("entity Route = {", "entity Route = {\n    owner?: User,", 1);
+        let policy = r#"permit (principal, action == Gatehouse::Action::"invoke", resource) when { resource has owner && resource.owner == principal };"#;
+        let entities = ENTITIES_SRC.replacen(
+            r#"{ "uid": { "type": "Gatehouse::Route", "id": "POST /v1/predict" }, "attrs": { "screen_mode": "block" }"#,
+            r#"{ "uid": { "type": "Gatehouse::Route", "id": "POST /v1/predict" }, "attrs": { "screen_mode": "block", "owner": { "__entity": { "type": "Gatehouse\u003a\u003aUser", "id": "alice" } } }"#,
+            1,
+        );
+        assert_ne!(entities, ENTITIES_SRC);
+        let store = PolicyStore::from_sources(&schema, policy, &entities).unwrap();
+        assert!(store.names_users);
+        let alice = principal(&["ai_operator"], None);
+        let mut bob = alice.clone();
+        bob.sub = "bob".into();
+        for _ in 0..2 {
+            assert!(!store.authorize_route(&bob, "POST /v1/predict").allowed);
+            assert!(store.authorize_route(&alice, "POST /v1/predict").allowed);
+        }
+    }
+
+    #[test]
+    fn max_tokens_is_in_the_memo_key_only_when_a_policy_reads_the_context() {
+        assert!(!PolicyStore::embedded().unwrap().reads_context);
+        let capped = r#"permit (principal, action == Gatehouse::Action::"predict", resource) when { context.max_tokens <= 100 };"#;
+        let store = PolicyStore::from_sources(SCHEMA_SRC, capped, ENTITIES_SRC).unwrap();
+        assert!(store.reads_context);
+        let p = principal(&["ai_operator"], None);
+        for _ in 0..2 {
+            assert!(store.authorize_model(&p, "echo", 50).allowed);
+            assert!(!store.authorize_model(&p, "echo", 500).allowed);
+        }
+    }
+
+    #[test]
+    fn a_forbid_on_an_action_group_applies_to_its_members() {
+        let schema = SCHEMA_SRC.replacen(
+            "  action predict appliesTo {",
+            "  action \"any\";\n  action predict in [\"any\"] appliesTo {",
+            1,
+        );
+        assert_ne!(schema, SCHEMA_SRC);
+        let policies = format!(
+            "{POLICIES_SRC}\nforbid (principal, action in Gatehouse::Action::\"any\", resource);"
+        );
+        let p = principal(&["ai_operator"], None);
+        let open = PolicyStore::from_sources(&schema, POLICIES_SRC, ENTITIES_SRC).unwrap();
+        assert!(open.authorize_model(&p, "echo", 100).allowed);
+        let closed = PolicyStore::from_sources(&schema, &policies, ENTITIES_SRC).unwrap();
+        let d = closed.authorize_model(&p, "echo", 100);
+        assert!(!d.allowed && d.error.is_none(), "{d:?}");
     }
 
     #[test]
