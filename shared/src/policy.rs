@@ -266,6 +266,8 @@ pub struct PolicyStore {
     /// `max_tokens` part of the model decision's memo key, so values a caller varies cannot
     /// churn the memo when no policy looks at them.
     reads_context: bool,
+    /// The schema's action entities (with their groups as parents), added to every request.
+    action_entities: Vec<Entity>,
     /// Each policy's label (`policy_label`), looked up once at load: Cedar parses the
     /// annotation key on every `annotation` call.
     labels: HashMap<cedar_policy::PolicyId, String>,
@@ -299,13 +301,12 @@ enum MemoAction {
 /// Bound on memoized decisions; the memo is cleared when full (bounded memory).
 const MEMO_MAX: usize = 4096;
 
-/// Whether a policy's JSON form (Cedar's EST) reads the variable `var` (`{"Var": "context"}`).
-fn reads_var(est: &serde_json::Value, var: &str) -> bool {
-    match est {
-        serde_json::Value::Object(m) => m
-            .iter()
-            .any(|(k, v)| (k == "Var" && v.as_str() == Some(var)) || reads_var(v, var)),
-        serde_json::Value::Array(items) => items.iter().any(|v| reads_var(v, var)),
+/// Whether any string in a JSON document (keys aside) equals `needle`.
+fn has_string(v: &serde_json::Value, needle: &str) -> bool {
+    match v {
+        serde_json::Value::String(s) => s == needle,
+        serde_json::Value::Array(items) => items.iter().any(|v| has_string(v, needle)),
+        serde_json::Value::Object(m) => m.values().any(|v| has_string(v, needle)),
         _ => false,
     }
 }
@@ -346,6 +347,11 @@ impl PolicyStore {
         // Typed copies of the limits the Rust side reads (Cedar already checked the shapes).
         let raw: Vec<RawEntity> =
             serde_json::from_str(entities_src).map_err(|e| PolicyError::Entities(e.to_string()))?;
+        // Does the entity data refer to a user anywhere (a parent, an attribute, a tag, at any
+        // depth)? Read from the parsed JSON, where escapes are already decoded; any string equal
+        // to the type's name counts, which can only make the memo key finer.
+        let data_names_users = serde_json::from_str::<serde_json::Value>(entities_src)
+            .map_or(true, |v| has_string(&v, USER));
         let mut roles = HashMap::new();
         let mut tenants = HashMap::new();
         let mut models = std::collections::BTreeMap::new();
@@ -398,21 +404,26 @@ impl PolicyStore {
                 (p.id().clone(), label)
             })
             .collect();
-        // The entity data is checked as Cedar re-serializes it (no JSON escapes can hide a
-        // reference); if it cannot be, the subject stays in the key (fail safe: fewer hits).
+        let user_type = type_name(USER)?;
         let names_users = policies.templates().next().is_some()
-            || typed
-                .to_json_value()
-                .map_or(true, |v| v.to_string().contains(USER))
+            || data_names_users
             || policies.policies().any(|p| {
                 p.entity_literals()
                     .iter()
-                    .any(|e| e.type_name().to_string() == USER)
+                    .any(|e| e.type_name() == &user_type)
             });
-        let reads_context = policies.templates().next().is_some()
-            || policies
-                .policies()
-                .any(|p| p.to_json().map_or(true, |est| reads_var(&est, "context")));
+        // Cedar has one spelling for the variable, `context`, so a policy that reads it has that
+        // word in its source (a comment, attribute or string spelled the same only makes the key
+        // finer, never wrong). Printing the parsed policies instead would link Cedar's
+        // formatter: +0.25 MiB, more than predict's room under its size budget.
+        let reads_context =
+            policies.templates().next().is_some() || policies_src.contains("context");
+        let action_entities: Vec<Entity> = schema
+            .action_entities()
+            .map_err(|e| PolicyError::Schema(e.to_string()))?
+            .iter()
+            .cloned()
+            .collect();
         let mut store = Self {
             schema,
             policies,
@@ -432,6 +443,7 @@ impl PolicyStore {
             memo: Mutex::new(HashMap::new()),
             names_users,
             reads_context,
+            action_entities,
             labels,
         };
         // A role counts towards predict's limits only if it may call predict on its own: the
@@ -561,9 +573,11 @@ impl PolicyStore {
         if let Some(r) = self.entities.get(&resource) {
             slice.push(r.clone());
         }
-        // With the schema, Cedar adds the action entities (so `action in <group>` holds) and
-        // checks the slice against the entity types.
-        let entities = match Entities::from_entities(slice, Some(&self.schema)) {
+        // The schema's action entities go in too, so `action in <group>` holds for its members.
+        // (Passing the schema here would add them as well, and re-check the slice's conformance
+        // on every evaluation; the slice is built from entities already checked at load.)
+        slice.extend(self.action_entities.iter().cloned());
+        let entities = match Entities::from_entities(slice, None) {
             Ok(e) => e,
             Err(e) => return PolicyDecision::deny(e.to_string()),
         };
