@@ -276,8 +276,8 @@ pub struct PolicyStore {
 /// Everything a decision depends on: the policies and entities are fixed for the life of the
 /// process (embedded at build time), so the same inputs always give the same decision. The
 /// principal entity Cedar sees is built from `sub` (its uid), the roles (its parents) and the
-/// tenant (its one attribute); `sub` is left out (`None`) when no policy or entity names a user,
-/// as Cedar can then observe the uid only through those parents and that attribute.
+/// tenant (its one attribute); `sub` is left out (`None`) when no policy, template or entity
+/// names a user, as Cedar can then observe the uid only through those parents and that attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct MemoKey {
     sub: Option<String>,
@@ -345,13 +345,14 @@ impl PolicyStore {
             typed.iter().map(|e| (e.uid(), e.clone())).collect();
 
         // Typed copies of the limits the Rust side reads (Cedar already checked the shapes).
-        let raw: Vec<RawEntity> =
+        let doc: serde_json::Value =
             serde_json::from_str(entities_src).map_err(|e| PolicyError::Entities(e.to_string()))?;
         // Does the entity data refer to a user anywhere (a parent, an attribute, a tag, at any
         // depth)? Read from the parsed JSON, where escapes are already decoded; any string equal
         // to the type's name counts, which can only make the memo key finer.
-        let data_names_users = serde_json::from_str::<serde_json::Value>(entities_src)
-            .map_or(true, |v| has_string(&v, USER));
+        let data_names_users = has_string(&doc, USER);
+        let raw: Vec<RawEntity> =
+            serde_json::from_value(doc).map_err(|e| PolicyError::Entities(e.to_string()))?;
         let mut roles = HashMap::new();
         let mut tenants = HashMap::new();
         let mut models = std::collections::BTreeMap::new();
@@ -405,7 +406,10 @@ impl PolicyStore {
             })
             .collect();
         let user_type = type_name(USER)?;
-        let names_users = policies.templates().next().is_some()
+        // A template's slots are linked to entities later: count it as naming users and reading
+        // the context.
+        let has_templates = policies.templates().next().is_some();
+        let names_users = has_templates
             || data_names_users
             || policies.policies().any(|p| {
                 p.entity_literals()
@@ -414,10 +418,9 @@ impl PolicyStore {
             });
         // Cedar has one spelling for the variable, `context`, so a policy that reads it has that
         // word in its source (a comment, attribute or string spelled the same only makes the key
-        // finer, never wrong). Printing the parsed policies instead would link Cedar's
-        // formatter: +0.25 MiB, more than predict's room under its size budget.
-        let reads_context =
-            policies.templates().next().is_some() || policies_src.contains("context");
+        // finer, never wrong). Printing the parsed policies instead (`to_string`, `to_json`)
+        // measured +0.23 MiB on predict, more than its room under the size budget.
+        let reads_context = has_templates || policies_src.contains("context");
         let action_entities: Vec<Entity> = schema
             .action_entities()
             .map_err(|e| PolicyError::Schema(e.to_string()))?
@@ -435,7 +438,7 @@ impl PolicyStore {
             role_modes,
             route_modes,
             authorizer: Authorizer::new(),
-            user_type: type_name(USER)?,
+            user_type,
             role_type: type_name(ROLE)?,
             action_invoke: uid(&action, "invoke"),
             action_predict: uid(&action, "predict"),
@@ -692,7 +695,7 @@ impl PolicyStore {
     }
 
     /// Model-level check (predict's): may this principal use `model` with `max_tokens`?
-    /// Memoized (see `MemoKey`; `max_tokens` is part of the key).
+    /// Memoized (see `MemoKey`; `max_tokens` is part of the key when a policy reads the context).
     pub fn authorize_model(&self, p: &Principal, model: &str, max_tokens: u32) -> PolicyDecision {
         let keyed = MemoAction::Predict {
             max_tokens: self.reads_context.then_some(max_tokens),
