@@ -233,9 +233,20 @@ pub fn compile(hirs: &[Hir]) -> Result<regex_automata::meta::Regex, ScreenError>
 }
 
 /// Indices of the patterns of `set` that match `haystack` (a text mapped by the set's alphabet).
+///
+/// Most texts match no pattern of a set, so a plain "any match?" search runs first and the
+/// overlapping search (which reports every pattern) only when it says yes. Both ask the same
+/// automaton, so the result is that of the overlapping search alone; the plain one is faster
+/// because it may stop at the first match and takes the lazy DFA's unrolled loop. Measured
+/// (callgrind, sanitize + screen): the seed's 1 KiB prompt 364k → 265k instructions, 1,500
+/// corpus rows 9% fewer in all; `farm-bench` wall time 0.91× on the seed prompt.
 pub fn matching(set: &regex_automata::meta::Regex, haystack: &[u8]) -> Vec<usize> {
+    let input = regex_automata::Input::new(haystack);
+    if !set.is_match(input.clone()) {
+        return Vec::new();
+    }
     let mut found = regex_automata::PatternSet::new(set.pattern_len());
-    set.which_overlapping_matches(&regex_automata::Input::new(haystack), &mut found);
+    set.which_overlapping_matches(&input, &mut found);
     found.iter().map(|p| p.as_usize()).collect()
 }
 
