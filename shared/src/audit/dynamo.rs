@@ -62,7 +62,7 @@ pub fn to_item(fields: &Fields) -> HashMap<String, AttributeValue> {
                     AttributeValue::L(l.iter().cloned().map(AttributeValue::S).collect())
                 }
             };
-            (k.clone(), av)
+            (k.to_string(), av)
         })
         .collect()
 }
@@ -89,7 +89,7 @@ pub fn from_item(item: &HashMap<String, AttributeValue>) -> Fields {
                 ),
                 other => Field::S(format!("\u{0}{other:?}")),
             };
-            (k.clone(), f)
+            (k.clone().into(), f)
         })
         .collect()
 }
@@ -250,7 +250,7 @@ pub fn to_json(fields: &Fields) -> serde_json::Value {
                 Field::N(n) => serde_json::Value::from(*n),
                 Field::L(l) => serde_json::Value::from(l.clone()),
             };
-            (k.clone(), j)
+            (k.to_string(), j)
         })
         .collect();
     serde_json::Value::Object(map)

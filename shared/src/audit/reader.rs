@@ -427,7 +427,7 @@ fn view(f: &Fields, show_content: bool) -> (Map<String, Value>, bool) {
             Field::N(n) => Value::from(*n),
             Field::L(l) => Value::from(l.clone()),
         };
-        out.insert(k.clone(), j);
+        out.insert(k.to_string(), j);
     }
     (out, withheld)
 }

@@ -22,7 +22,10 @@ pub enum Field {
     L(Vec<String>),
 }
 
-pub type Fields = BTreeMap<String, Field>;
+/// A record: attribute name → value, in bytewise name order. Names are `Cow` so the writer's
+/// (all static strings) are borrowed, not allocated, on every request; a record read back from
+/// DynamoDB owns its names.
+pub type Fields = BTreeMap<std::borrow::Cow<'static, str>, Field>;
 
 /// The string attribute `k` of a record; `None` when absent or of another type.
 pub fn string<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
@@ -51,7 +54,7 @@ pub fn canonical(fields: &Fields) -> String {
     let mut out = Vec::with_capacity(1024);
     out.push(b'{');
     let mut first = true;
-    for (k, v) in fields.iter().filter(|(k, _)| k.as_str() != HMAC_ATTR) {
+    for (k, v) in fields.iter().filter(|(k, _)| *k != HMAC_ATTR) {
         if !first {
             out.push(b',');
         }

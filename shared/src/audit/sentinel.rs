@@ -500,7 +500,11 @@ pub mod lambda {
         if map.is_empty() {
             return None;
         }
-        Some(map.iter().map(|(k, v)| (k.clone(), field(v))).collect())
+        Some(
+            map.iter()
+                .map(|(k, v)| (k.clone().into(), field(v)))
+                .collect(),
+        )
     }
 
     pub fn change(r: &EventRecord) -> Option<Change> {

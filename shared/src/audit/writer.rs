@@ -77,7 +77,7 @@ pub struct AuditEvent<'a> {
     pub latency: Duration,
     /// Further attributes of this outcome (token reservation and use, a suspension that
     /// started, ...). They never replace a standard attribute of the same name.
-    pub extra: &'a [(&'a str, Field)],
+    pub extra: &'a [(&'static str, Field)],
 }
 
 #[derive(Debug, Clone)]
@@ -187,20 +187,37 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
             f.insert("guardrail_latency_ms".into(), Field::N(*ms));
         }
     }
-    for (name, text) in [("prompt", ev.prompt), ("output", ev.output)] {
+    // Attribute names spelled out (not formatted): a record's keys are all static strings.
+    for (text, [len, sha256, full, truncated]) in [
+        (
+            ev.prompt,
+            [
+                "prompt_len",
+                "prompt_sha256",
+                "prompt_text",
+                "prompt_truncated",
+            ],
+        ),
+        (
+            ev.output,
+            [
+                "output_len",
+                "output_sha256",
+                "output_text",
+                "output_truncated",
+            ],
+        ),
+    ] {
         let Some(text) = text else { continue };
-        f.insert(format!("{name}_len"), Field::N(text.chars().count() as u64));
+        f.insert(len.into(), Field::N(text.chars().count() as u64));
         if settings.content_mode != ContentMode::None {
-            f.insert(
-                format!("{name}_sha256"),
-                Field::S(record::sha256_hex(text.as_bytes())),
-            );
+            f.insert(sha256.into(), Field::S(record::sha256_hex(text.as_bytes())));
         }
         if settings.content_mode == ContentMode::Full {
             let (kept, cut) = cap(text, settings.full_text_max_bytes);
-            f.insert(format!("{name}_text"), s(kept));
+            f.insert(full.into(), s(kept));
             if cut {
-                f.insert(format!("{name}_truncated"), s("true"));
+                f.insert(truncated.into(), s("true"));
             }
         }
     }
@@ -218,7 +235,7 @@ pub fn build_fields(ev: &AuditEvent<'_>, settings: &AuditSettings, source: &str)
         Field::N(u64::try_from(ev.latency.as_millis()).unwrap_or(u64::MAX)),
     );
     for (name, value) in ev.extra {
-        f.entry((*name).to_owned()).or_insert_with(|| value.clone());
+        f.entry((*name).into()).or_insert_with(|| value.clone());
     }
     if settings.retention_days > 0 {
         f.insert(
