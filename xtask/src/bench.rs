@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: Gatehouse's hot paths as ratios against the Python pipeline it replaces,
-//! measured in one session. Runs `devtools/bench/seed_pipeline.py` (own venv) and the
-//! `seed_compare` criterion bench in turn, [`ROUNDS`] times (seed, bench, seed, bench, …, seed):
+//! measured in one session. Runs `devtools/bench/seed_pipeline.py` (own venv) once to warm up,
+//! then it and the `seed_compare` criterion bench in turn, [`ROUNDS`] times (seed, bench, seed,
+//! bench, …, seed):
 //! each round's ratio is taken against the mean of the two seed runs around it, so a machine
 //! whose speed drifts (a shared host) moves both sides of one ratio alike. Prints every round
 //! and the median ratio, which is what the README quotes.
@@ -111,6 +112,11 @@ pub fn run() -> Result<()> {
         &paths::local_dir().join("venv-seedbench"),
         SEED_REQUIREMENTS,
     )?;
+    // Right after a build the seed ran 30-60% slower than a minute later (82-84 µs against
+    // 50-55 µs, three sessions of 2026-11-30), which flattered every ratio: one run to warm up,
+    // not counted.
+    eprintln!("==> seed Python pipeline (warm-up, not counted)");
+    run_seed()?;
     eprintln!("==> seed Python pipeline (round 1, before)");
     let mut seed_before = run_seed()?;
     // Per round: the seed's mean around it, then each case's median µs.
