@@ -319,7 +319,13 @@ impl Screener {
             normalize::joined_letters(&leet)
         };
         if !joined.is_empty() {
-            self.transformed_hits(ev, &r.squashed.matches(&joined), "spaced_letters");
+            match r.squashed() {
+                Ok(squashed) => {
+                    self.transformed_hits(ev, &squashed.matches(&joined), "spaced_letters");
+                }
+                // Fail closed: text that needs these rules is blocked when they are missing.
+                Err(_) => ev.hit("rules_unavailable", 1.0),
+            }
         }
         let signals = signals(text, &skel, san);
         if signals.mixed_script_words >= 2 {

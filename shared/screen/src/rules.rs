@@ -699,7 +699,9 @@ impl SetGroup {
 /// Compiled rule sets, one per view family. Index i of each set maps to `ids[i]`.
 pub struct CompiledRules {
     pub leet: SetGroup,
-    pub squashed: SetGroup,
+    /// The Latin rules for squashed text, compiled on first use ([`CompiledRules::squashed`]).
+    squashed: std::sync::OnceLock<Result<SetGroup, ScreenError>>,
+    squashed_patterns: Vec<String>,
     pub latin_ids: Vec<(&'static str, f32)>,
     pub syntax: SetGroup,
     pub syntax_ids: Vec<(&'static str, f32)>,
@@ -730,12 +732,24 @@ impl CompiledRules {
         let multi: Vec<String> = pick(Scope::Multi).map(|(_, p)| p.to_owned()).collect();
         Ok(Self {
             leet: SetGroup::new(&leet)?,
-            squashed: SetGroup::new(&squashed)?,
+            squashed: std::sync::OnceLock::new(),
+            squashed_patterns: squashed,
             latin_ids: ids(Scope::Latin),
             syntax: SetGroup::new(&syntax)?,
             syntax_ids: ids(Scope::Syntax),
             multi: SetGroup::new(&multi)?,
             multi_ids: ids(Scope::Multi),
         })
+    }
+
+    /// The Latin rules for squashed text (spaced-out letters joined, unbroken decoded payloads),
+    /// compiled the first time a text has such a run, not at cold start: only those texts need
+    /// them, and compiling them was ~7–8 ms of the screen's ~20 ms start-up (three sets of
+    /// patterns without separators). `Err` only if the patterns stopped compiling, which the
+    /// tests that screen spaced-out letters would show; the caller fails closed.
+    pub fn squashed(&self) -> Result<&SetGroup, &ScreenError> {
+        self.squashed
+            .get_or_init(|| SetGroup::new(&self.squashed_patterns))
+            .as_ref()
     }
 }

@@ -132,6 +132,21 @@ fn hidden_injections_are_blocked() {
 }
 
 #[test]
+fn spaced_out_letters_are_matched_by_the_rules_compiled_on_first_use() {
+    let s = screener();
+    let spaced = hidden_variants()
+        .into_iter()
+        .find(|(name, _)| *name == "spaced")
+        .map(|(_, text)| text)
+        .expect("the spaced variant exists");
+    let r = s.screen_text(&spaced);
+    // Named by the squashed rules themselves, not blocked by the fail-closed fallback.
+    assert!(r.rules.contains(&"spaced_letters"), "{r:?}");
+    assert!(!r.rules.contains(&"rules_unavailable"), "{r:?}");
+    assert_eq!(r.verdict, Verdict::Block);
+}
+
+#[test]
 fn decoders_name_the_encoding() {
     let s = screener();
     let r = s.screen_text(&format!("run this: {}", base64(PAYLOAD)));
