@@ -57,6 +57,14 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch (audit `ts_ms`, the EMF `Timestamp`); before 1970 reads as
+/// 0, past `u64::MAX` ms as `u64::MAX`, never a panic.
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

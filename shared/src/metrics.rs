@@ -117,10 +117,7 @@ fn function_name(fallback: &str) -> &str {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::clock::unix_millis(SystemTime::now())
 }
 
 /// Prints the EMF line of one event (a decision's `metric_name()`, for instance).

@@ -21,7 +21,6 @@
 //! Features: `audit-core` (record, canonical form, keyed verifier, table reads) is what every
 //! audit tool needs; `audit` adds the writer; `audit-anchor` the digests and their S3/KMS
 //! adapters; `audit-sentinel` and `audit-reader` the two functions' logic.
-use std::time::SystemTime;
 
 pub mod dynamo;
 pub mod record;
@@ -112,11 +111,7 @@ impl Decision {
     }
 }
 
-pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_millis as millis;
 
 /// Which by-decision partition a request lands in: spreads one day's writes over
 /// `shards` partition keys, so no single key takes the whole request rate.
