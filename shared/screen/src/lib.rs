@@ -96,6 +96,7 @@ pub struct Screener {
     rules: CompiledRules,
     model: Quantized,
     lexicon: Lexicon,
+    gates: normalize::TransformGates,
 }
 
 /// Evidence collected while screening one prompt.
@@ -141,6 +142,7 @@ impl Screener {
             rules: CompiledRules::new()?,
             model: Quantized::new(&model),
             lexicon: Lexicon::new(),
+            gates: normalize::TransformGates::new(),
         })
     }
 
@@ -302,11 +304,12 @@ impl Screener {
                 ev.hit(id, w);
             }
         }
-        if normalize::maybe_rot13(&skel) {
+        let gates = self.gates.check(&skel);
+        if gates.rot13 {
             let rot = normalize::leet_view(&normalize::rot13(&skel));
             self.transformed_hits(ev, &r.leet.matches(&rot), "rot13");
         }
-        if normalize::maybe_reversed(&skel) {
+        if gates.reversed {
             let rev = normalize::leet_view(&normalize::reversed(&skel));
             self.transformed_hits(ev, &r.leet.matches(&rev), "reversed_text");
         }
