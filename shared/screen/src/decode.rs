@@ -142,13 +142,14 @@ fn long_runs(text: &str) -> u8 {
         .iter()
         .map(|&c| RUN_CLASS[usize::from(c)])
         .collect();
-    // After the pass at distance `s`, m[i] holds the classes shared by bytes i..i + 2s.
+    // After the pass at distance `s`, m[i] holds the classes shared by bytes i..i + 2s. In
+    // place: m[i] is updated from m[i + s], which this pass has not reached yet.
     for s in [1, 2, 4, 8] {
-        m = m
-            .iter()
-            .zip(m.get(s..).unwrap_or_default())
-            .map(|(a, b)| a & b)
-            .collect();
+        let n = m.len().saturating_sub(s);
+        for i in 0..n {
+            m[i] &= m[i + s];
+        }
+        m.truncate(n);
     }
     m.iter().fold(0, |all, &x| all | x)
 }

@@ -7,6 +7,7 @@
 //! and the verifier from the map it reads back, so both see the same bytes. Only integers are
 //! stored as numbers because DynamoDB normalises number text (`1.50` → `1.5`).
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use aws_lc_rs::{digest, hmac};
 
@@ -63,7 +64,10 @@ pub fn canonical(fields: &Fields) -> String {
         out.push(b':');
         match v {
             Field::S(s) => push_json_str(&mut out, s),
-            Field::N(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            // Plain decimal, written in place (no String per number).
+            Field::N(n) => {
+                let _ = write!(out, "{n}");
+            }
             Field::L(items) => {
                 out.push(b'[');
                 for (i, s) in items.iter().enumerate() {
