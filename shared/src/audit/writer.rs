@@ -126,6 +126,10 @@ const MAX_DETAIL: usize = 512;
 
 /// Control characters (CR/LF among them) replaced, so a stored value never forges a line.
 fn neutral(s: &str) -> String {
+    // Most values hold no control character: copy them as they are.
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
     s.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()
@@ -396,6 +400,15 @@ mod tests {
     use crate::audit::verify;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
+
+    #[test]
+    fn neutral_replaces_control_characters_only() {
+        assert_eq!(neutral("curl/8.5 (x86_64) é"), "curl/8.5 (x86_64) é");
+        assert_eq!(
+            neutral("a\r\nb\u{7}\u{85}"),
+            "a\u{fffd}\u{fffd}b\u{fffd}\u{fffd}"
+        );
+    }
 
     fn settings(mode: ContentMode) -> AuditSettings {
         AuditSettings {
