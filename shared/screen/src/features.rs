@@ -55,10 +55,6 @@ impl Signals {
 /// One word of the model view.
 #[derive(Debug, Clone, Copy)]
 struct Word {
-    /// Byte range in the normalized view `Doc::new` builds: the leet view with every run of
-    /// non-alphanumeric characters collapsed to one space, a space at both ends.
-    start: u32,
-    end: u32,
     /// Byte range of the word in the screened text.
     src_start: u32,
     src_end: u32,
@@ -77,6 +73,10 @@ const PAIR_SPAN: usize = 4;
 pub struct Doc {
     words: Vec<Word>,
     pub signals: Signals,
+    /// Words of one ASCII letter or digit. For an ASCII view this is
+    /// `normalize::single_letters` (the gate of `normalize::joined_letters`), counted here on
+    /// the way instead of in a pass of its own.
+    pub single_letter_words: usize,
 }
 
 /// A window of words: byte offset and length in the screened text, and its score.
@@ -93,79 +93,84 @@ impl Doc {
     /// entry for the text's length; `None` when the screened text is ASCII (then the view is
     /// aligned with it byte for byte).
     pub fn new(leet: &str, char_offsets: Option<&[u32]>, signals: Signals, lex: &Lexicon) -> Self {
-        let mut norm = Vec::with_capacity(leet.len() + 2);
-        norm.push(b' ');
+        let bytes = leet.as_bytes();
         let mut words = Vec::with_capacity(leet.len() / 5 + 1);
-        // (char index, byte index in the view, start in norm) of the open word.
-        let mut open: Option<(usize, usize, usize)> = None;
         let src = |ci: usize, bi: usize| -> u32 {
             match char_offsets {
                 Some(o) => o.get(ci).or(o.last()).copied().unwrap_or(0),
                 None => bi as u32,
             }
         };
-        let mut close =
-            |open: &mut Option<(usize, usize, usize)>, norm: &mut Vec<u8>, ci: usize, bi: usize| {
-                if let Some((c0, b0, n0)) = open.take() {
-                    let src_start = src(c0, b0);
-                    words.push(Word {
-                        start: n0 as u32,
-                        end: norm.len() as u32,
-                        src_start,
-                        src_end: src(ci, bi).max(src_start),
-                        concept: 0,
-                        unigram: 0,
-                        bigram: 0,
-                    });
-                    norm.push(b' ');
-                }
-            };
+        // The bigram chain of each word continues from the previous word's seed-102 hash.
+        let mut bigram_prefix = fnv(102, &[b"^"]);
+        let mut single_letter_words = 0;
+        // A word is a maximal run of alphanumeric characters: its bytes are a slice of the
+        // view, so each word is read once, where it ends, for its concept and its hashes.
+        let mut close = |(c0, b0): (usize, usize), ci: usize, bi: usize| {
+            let word = bytes.get(b0..bi).unwrap_or_default();
+            if let [c] = word
+                && c.is_ascii_alphanumeric()
+            {
+                single_letter_words += 1;
+            }
+            // The unigram hash, the bigram hash and the next bigram's prefix advance together
+            // over the word's bytes: three independent multiply chains.
+            let (mut uni, mut bi_hash, mut next) =
+                (FNV_OFFSET ^ 101, bigram_prefix, FNV_OFFSET ^ 102);
+            for &b in word {
+                uni = fnv_step(uni, b);
+                bi_hash = fnv_step(bi_hash, b);
+                next = fnv_step(next, b);
+            }
+            // Each part of a hashed feature ends with 0xff (see `fnv`).
+            (uni, bi_hash, next) = (
+                fnv_step(uni, 0xff),
+                fnv_step(bi_hash, 0xff),
+                fnv_step(next, 0xff),
+            );
+            bigram_prefix = next;
+            let src_start = src(c0, b0);
+            words.push(Word {
+                src_start,
+                src_end: src(ci, bi).max(src_start),
+                concept: lex.concept(word).unwrap_or(0),
+                unigram: uni,
+                bigram: bi_hash,
+            });
+        };
+        // (char index, byte index) where the open word starts.
+        let mut open: Option<(usize, usize)> = None;
         if leet.is_ascii() {
             // One byte per character: char and byte indices coincide.
-            for (i, &b) in leet.as_bytes().iter().enumerate() {
+            for (i, &b) in bytes.iter().enumerate() {
                 if b.is_ascii_alphanumeric() {
-                    open.get_or_insert((i, i, norm.len()));
-                    norm.push(b);
-                } else {
-                    close(&mut open, &mut norm, i, i);
+                    open.get_or_insert((i, i));
+                } else if let Some(o) = open.take() {
+                    close(o, i, i);
                 }
             }
-            close(&mut open, &mut norm, leet.len(), leet.len());
+            if let Some(o) = open.take() {
+                close(o, leet.len(), leet.len());
+            }
         } else {
             let mut chars = 0;
             for (ci, (bi, c)) in leet.char_indices().enumerate() {
                 chars = ci + 1;
                 if c.is_alphanumeric() {
-                    open.get_or_insert((ci, bi, norm.len()));
-                    let mut buf = [0u8; 4];
-                    norm.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                } else {
-                    close(&mut open, &mut norm, ci, bi);
+                    open.get_or_insert((ci, bi));
+                } else if let Some(o) = open.take() {
+                    close(o, ci, bi);
                 }
             }
-            close(&mut open, &mut norm, chars, leet.len());
-        }
-        if norm.len() == 1 {
-            norm.push(b' ');
-        }
-        // The unigram hash, the bigram hash (continuing the previous word's seed-102 chain) and
-        // the next bigram's prefix advance together over each word's bytes: three independent
-        // multiply chains instead of one after the other.
-        let mut bigram_prefix = fnv(102, &[b"^"]);
-        for w in &mut words {
-            if let Some(bytes) = norm.get(w.start as usize..w.end as usize) {
-                w.concept = lex.concept(bytes).unwrap_or(0);
-                let (mut uni, mut bi, mut next) =
-                    (FNV_OFFSET ^ 101, bigram_prefix, FNV_OFFSET ^ 102);
-                for &b in bytes.iter().chain(&[0xff]) {
-                    uni = fnv_step(uni, b);
-                    bi = fnv_step(bi, b);
-                    next = fnv_step(next, b);
-                }
-                (w.unigram, w.bigram, bigram_prefix) = (uni, bi, next);
+            if let Some(o) = open.take() {
+                close(o, chars, leet.len());
             }
         }
-        Self { words, signals }
+        Self {
+            words,
+            signals,
+            single_letter_words,
+        }
     }
 
     /// (word index, concept) of the words that carry a concept, in order.
@@ -458,6 +463,17 @@ mod tests {
                 proptest::prop_assert_eq!(w.unigram, fnv(101, &[word.as_bytes()]));
                 proptest::prop_assert_eq!(w.bigram, fnv(102, &[prev.as_bytes(), word.as_bytes()]));
             }
+        }
+
+        // On an ASCII view the doc's count of one-letter words is the gate count of
+        // `joined_letters` (which the screen then skips).
+        #[test]
+        fn one_letter_words_are_the_single_letters(s in "([a-z0-9]|[a-z]{2,3}|[ .\n_*/-]){0,40}") {
+            let doc = Doc::new(&s, None, Signals::default(), &Lexicon::new());
+            proptest::prop_assert_eq!(
+                doc.single_letter_words,
+                crate::normalize::single_letters(&s)
+            );
         }
     }
 }

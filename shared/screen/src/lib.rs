@@ -313,11 +313,21 @@ impl Screener {
             let rev = normalize::leet_view(&normalize::reversed(&skel));
             self.transformed_hits(ev, &r.leet.matches(&rev), "reversed_text");
         }
+        let signals = signals(text, &skel, san);
+        let doc = Doc::new(
+            &leet,
+            (!ascii).then_some(&offsets[..]),
+            signals,
+            &self.lexicon,
+        );
         // A decoded payload without word breaks (Morse or char codes typed without word
         // separators, after whitespace collapse) is matched like spaced-out letters.
         let unbroken = depth > 0 && leet.len() >= 12 && !leet.contains(char::is_whitespace);
         let joined = if unbroken {
             leet.clone()
+        } else if leet.is_ascii() {
+            // The doc has counted the one-letter words already.
+            normalize::joined_letters_counted(&leet, doc.single_letter_words)
         } else {
             normalize::joined_letters(&leet)
         };
@@ -330,19 +340,12 @@ impl Screener {
                 Err(_) => ev.hit("rules_unavailable", 1.0),
             }
         }
-        let signals = signals(text, &skel, san);
         if signals.mixed_script_words >= 2 {
             ev.hit("confusable_mixed_script", 0.4);
         }
         if signals.leet_words >= 2 {
             ev.hit("leetspeak", 0.25);
         }
-        let doc = Doc::new(
-            &leet,
-            (!ascii).then_some(&offsets[..]),
-            signals,
-            &self.lexicon,
-        );
         concepts::match_rules(&doc.concepts(), |id, w| ev.hit(id, w));
         if doc.word_count() > 0 {
             let w = doc.score_quantized(&self.model);

@@ -348,24 +348,35 @@ pub fn rot13(s: &str) -> String {
 /// "i-g-n") into squashed words. Returns the joined runs (>= 6 letters), separated by '\n';
 /// empty if there are none. Word boundaries are lost, so squashed rules match these only.
 pub fn joined_letters(view: &str) -> String {
-    // Byte-wise: non-ASCII bytes count as word characters, so a multi-byte letter is never a
-    // "single letter" (the skeleton view has already folded look-alikes to ASCII).
+    joined_letters_counted(view, single_letters(view))
+}
+
+/// One-character words ("i" in "say i g n o r e"): letters or digits with no word character
+/// on either side. Non-ASCII bytes count as word characters, so a multi-byte letter is never a
+/// "single letter" (the skeleton view has already folded look-alikes to ASCII). On an ASCII
+/// view this is `features::Doc::single_letter_words`.
+pub fn single_letters(view: &str) -> usize {
+    let b = view.as_bytes();
+    // Counted over (before, this, after) triples with word-character flags padded at both ends.
+    let mut flags = Vec::with_capacity(b.len() + 2);
+    flags.push(false);
+    flags.extend(b.iter().map(|&c| c.is_ascii_alphanumeric() || c >= 0x80));
+    flags.push(false);
+    flags
+        .windows(3)
+        .zip(b)
+        .filter(|(t, c)| !t[0] && !t[2] && c.is_ascii_alphanumeric())
+        .count()
+}
+
+/// [`joined_letters`] with the view's [`single_letters`] already counted.
+pub fn joined_letters_counted(view: &str, singles: usize) -> String {
     let b = view.as_bytes();
     let word = |i: usize| {
         b.get(i)
             .is_some_and(|c| c.is_ascii_alphanumeric() || *c >= 0x80)
     };
-    // A run needs six one-character words; most texts have far fewer in all. Counted over
-    // (before, this, after) triples with word-character flags padded at both ends.
-    let mut flags = Vec::with_capacity(b.len() + 2);
-    flags.push(false);
-    flags.extend(b.iter().map(|&c| c.is_ascii_alphanumeric() || c >= 0x80));
-    flags.push(false);
-    let singles = flags
-        .windows(3)
-        .zip(b)
-        .filter(|(t, c)| !t[0] && !t[2] && c.is_ascii_alphanumeric())
-        .count();
+    // A run needs six one-character words; most texts have far fewer in all.
     if singles < 6 {
         return String::new();
     }
