@@ -401,11 +401,15 @@ const COMPOUND_HEADS: &[(&str, Concept)] = &[
     ("regels", Instruction), ("beperkingen", Limit),
 ];
 
+/// Slots of the lexicon's table: a power of two, at most a quarter full.
+const SLOTS: usize = (ENTRIES.len() * 4).next_power_of_two();
+const MASK: usize = SLOTS - 1;
+
 /// Hash-keyed lookup of the stems (prefix entries) and whole words.
 pub struct Lexicon {
     /// Open-addressed table of (hash, value); value = concept | 0x80 for whole-word entries.
-    slots: Vec<(u64, u8)>,
-    mask: usize,
+    /// A fixed size, so masked indices need no bounds check.
+    slots: Box<[(u64, u8); SLOTS]>,
     /// [`COMPOUND_HEADS`] in the leet view.
     heads: Vec<(Vec<u8>, u8)>,
 }
@@ -424,15 +428,13 @@ impl Default for Lexicon {
 
 impl Lexicon {
     pub fn new() -> Self {
-        let cap = (ENTRIES.len() * 4).next_power_of_two();
-        let mut slots = vec![(0u64, 0u8); cap];
-        let mask = cap - 1;
+        let mut slots = Box::new([(0u64, 0u8); SLOTS]);
         for &(stem, concept, whole) in ENTRIES {
             let bytes = leet_stem(stem);
             let h = bytes.iter().fold(FNV_OFFSET, |h, &b| fnv_step(h, b));
             let key = if whole { fnv_step(h, 0) } else { h };
             let val = concept as u8 | if whole { 0x80 } else { 0 };
-            let mut i = (key as usize) & mask;
+            let mut i = (key as usize) & MASK;
             loop {
                 let slot = &mut slots[i];
                 if slot.1 == 0 || slot.0 == key {
@@ -442,19 +444,19 @@ impl Lexicon {
                     }
                     break;
                 }
-                i = (i + 1) & mask;
+                i = (i + 1) & MASK;
             }
         }
         let heads = COMPOUND_HEADS
             .iter()
             .map(|&(h, c)| (leet_stem(h), c as u8))
             .collect();
-        Self { slots, mask, heads }
+        Self { slots, heads }
     }
 
     #[inline]
     fn get(&self, key: u64) -> Option<u8> {
-        let mut i = (key as usize) & self.mask;
+        let mut i = (key as usize) & MASK;
         loop {
             let (k, v) = self.slots[i];
             if v == 0 {
@@ -463,7 +465,7 @@ impl Lexicon {
             if k == key {
                 return Some(v & 0x7f);
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & MASK;
         }
     }
 

@@ -418,13 +418,23 @@ fn morse_payloads(text: &str, out: &mut Vec<(Encoding, String)>) {
     // ASCII text decodes nothing unless one run of Morse characters holds 12 symbols (the
     // `flush` minimum below): checked on bytes before building the normalized copy.
     if text.is_ascii() {
+        // Per byte class: a mark adds one, a separator keeps the run, anything else ends it
+        // (a table instead of a match: prose with a dozen full stops reaches this loop).
+        const CLASS: [u8; 256] = {
+            let mut t = [0u8; 256];
+            t[b'.' as usize] = 1;
+            t[b'-' as usize] = 1;
+            t[b'_' as usize] = 1;
+            t[b' ' as usize] = 2;
+            t[b'/' as usize] = 2;
+            t[b'|' as usize] = 2;
+            t[b'\n' as usize] = 2;
+            t
+        };
         let (mut best, mut run) = (0usize, 0usize);
         for &b in text.as_bytes() {
-            match b {
-                b'.' | b'-' | b'_' => run += 1,
-                b' ' | b'/' | b'|' | b'\n' => {}
-                _ => run = 0,
-            }
+            let k = CLASS[usize::from(b)];
+            run = (run + usize::from(k == 1)) * usize::from(k != 0);
             best = best.max(run);
         }
         if best < 12 {
