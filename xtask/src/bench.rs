@@ -1,11 +1,12 @@
 //! `cargo xtask bench`: Gatehouse's hot paths as ratios against the Python pipeline it replaces,
 //! measured in one session. Runs `devtools/bench/seed_pipeline.py` (own venv) once to warm up,
-//! then it and the `seed_compare` criterion bench in turn, [`ROUNDS`] times (seed, bench, seed,
-//! bench, …, seed):
-//! each round's ratio is taken against the mean of the two seed runs around it, so a machine
-//! whose speed drifts (a shared host) moves both sides of one ratio alike. Prints every round
-//! and, per path, the round with the median ratio (its µs, seed and ratio, which the README
-//! quotes) with the range over all rounds.
+//! then, [`ROUNDS`] times, each path's `seed_compare` criterion bench (short: 1 s warm-up, 2 s
+//! measured) followed by a seed run: seed, path 1, seed, path 2, seed, path 1, … Each path's
+//! ratio in a round is taken against the mean of the two seed runs on either side of it, a few
+//! seconds apart, so a shared host whose speed drifts moves both sides of one ratio alike (with
+//! one long criterion run per round, a slow spell could hit one side only: ratios of one build
+//! ranged 0.34–0.61× in one run). Prints every round and, per path, the round with the median
+//! ratio (its µs, seed and ratio, which the README quotes) with the range over all rounds.
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -24,8 +25,8 @@ const CASES: &[(&str, &str, f64)] = &[
     ),
 ];
 
-/// Rounds of (bench, seed). Three keep one slow spell from deciding the figure.
-pub const ROUNDS: usize = 3;
+/// Rounds of (each path, seed). Seven short ones keep a slow spell from deciding the figure.
+pub const ROUNDS: usize = 7;
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
@@ -74,7 +75,8 @@ fn criterion_median_us(id: &str) -> Result<f64> {
         .context("no median in estimates.json")
 }
 
-fn run_criterion() -> Result<Vec<f64>> {
+/// One path's median µs, from a short criterion run of that bench alone.
+fn run_criterion(id: &str) -> Result<f64> {
     let status = Command::new(cargo())
         .current_dir(paths::repo_root())
         .args([
@@ -84,16 +86,20 @@ fn run_criterion() -> Result<Vec<f64>> {
             "gatehouse-shared",
             "--bench",
             "seed_compare",
+            "--",
+            "--warm-up-time",
+            "1",
+            "--measurement-time",
+            "2",
+            "--noplot",
+            id,
         ])
         .status()
         .context("running cargo bench")?;
     if !status.success() {
         bail!("cargo bench failed ({status})");
     }
-    CASES
-        .iter()
-        .map(|(id, _, _)| criterion_median_us(id))
-        .collect()
+    criterion_median_us(id)
 }
 
 /// One round of one path: its ratio to the seed, its median µs, the seed's µs around it.
@@ -121,29 +127,37 @@ pub fn run() -> Result<()> {
     // not counted.
     eprintln!("==> seed Python pipeline (warm-up, not counted)");
     run_seed()?;
-    eprintln!("==> seed Python pipeline (round 1, before)");
+    eprintln!("==> seed Python pipeline (before round 1)");
     let mut seed_before = run_seed()?;
-    // Per round: the seed's mean around it, then each case's median µs.
-    let mut rounds: Vec<(f64, Vec<f64>)> = Vec::new();
+    // rounds[r][k]: path k in round r, as (ratio, µs, seed mean around it).
+    let mut rounds: Vec<Vec<Round>> = Vec::new();
     for round in 1..=ROUNDS {
-        eprintln!("==> cargo bench -p gatehouse-shared --bench seed_compare (round {round})");
-        let us = run_criterion()?;
-        eprintln!("==> seed Python pipeline (round {round}, after)");
-        let seed_after = run_seed()?;
-        rounds.push(((seed_before + seed_after) / 2.0, us));
-        seed_before = seed_after;
+        let mut this = Vec::new();
+        for (id, what, _) in CASES {
+            eprintln!("==> seed_compare/{id} ({what}), round {round}");
+            let us = run_criterion(id)?;
+            eprintln!("==> seed Python pipeline");
+            let seed_after = run_seed()?;
+            let seed = (seed_before + seed_after) / 2.0;
+            this.push((us / seed, us, seed));
+            seed_before = seed_after;
+        }
+        rounds.push(this);
     }
-    println!("| round | seed (mean around it) | {} |", {
-        let names: Vec<&str> = CASES.iter().map(|(_, what, _)| *what).collect();
+    println!("| round | {} |", {
+        let names: Vec<String> = CASES
+            .iter()
+            .map(|(_, what, _)| format!("{what}: µs / seed around it"))
+            .collect();
         names.join(" | ")
     });
-    println!("|---|---|{}", "---|".repeat(CASES.len()));
-    for (i, (seed, us)) in rounds.iter().enumerate() {
-        let cells: Vec<String> = us
+    println!("|---|{}", "---|".repeat(CASES.len()));
+    for (i, per_case) in rounds.iter().enumerate() {
+        let cells: Vec<String> = per_case
             .iter()
-            .map(|u| format!("{u:.1} µs = {:.2}×", u / seed))
+            .map(|(ratio, us, seed)| format!("{us:.1} / {seed:.1} µs = {ratio:.2}×"))
             .collect();
-        println!("| {} | {seed:.1} µs | {} |", i + 1, cells.join(" | "));
+        println!("| {} | {} |", i + 1, cells.join(" | "));
     }
     println!();
     println!(
@@ -151,10 +165,7 @@ pub fn run() -> Result<()> {
     );
     println!("|---|---|---|---|---|");
     for (k, (_, what, target)) in CASES.iter().enumerate() {
-        let per_round: Vec<Round> = rounds
-            .iter()
-            .filter_map(|(seed, u)| u.get(k).map(|u| (u / seed, *u, *seed)))
-            .collect();
+        let per_round: Vec<Round> = rounds.iter().filter_map(|r| r.get(k).copied()).collect();
         let Some(((ratio, us, seed), lo, hi)) = median_round(per_round) else {
             bail!("no figures for {what}");
         };
