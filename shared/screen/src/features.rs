@@ -473,7 +473,9 @@ mod tests {
         // On an ASCII view the doc's count of one-letter words is the gate count of
         // `joined_letters` (which the screen then skips).
         #[test]
-        fn one_letter_words_are_the_single_letters(s in "([a-z0-9]|[a-z]{2,3}|[ .\n_*/-]){0,40}") {
+        fn one_letter_words_are_the_single_letters(
+            s in "([a-zA-Z0-9]|[a-z]{2,3}|[ .\n_*/-]|[\x00-\x7f]){0,40}"
+        ) {
             let doc = Doc::new(&s, None, Signals::default(), &Lexicon::new());
             proptest::prop_assert_eq!(
                 doc.single_letter_words,

@@ -417,8 +417,8 @@ pub fn joined_letters_counted(view: &str, singles: usize) -> String {
 mod tests {
     use super::*;
 
-    /// The gates as they were written before the one-pass automaton: one substring search per
-    /// marker. The automaton must agree with them on every text.
+    /// The gates as they were written before the prebuilt searchers: one `str::contains` per
+    /// marker. `TransformGates` must agree with them on every text.
     fn maybe_rot13(skel: &str) -> bool {
         ROT13_MARKERS.iter().any(|m| skel.contains(m))
     }
@@ -485,10 +485,10 @@ mod tests {
             proptest::prop_assert_eq!(gates(&text).reversed, distinct.len() >= 3);
         }
 
-        // One overlapping pass finds exactly the markers that one search per marker finds,
-        // on text built from marker pieces so that matches, overlaps and near misses are common.
+        // The prebuilt searchers find exactly the markers that `str::contains` finds, on text
+        // built from marker pieces so that matches, overlaps and near misses are common.
         #[test]
-        fn one_pass_gates_are_the_per_marker_searches(
+        fn prebuilt_gates_are_the_per_marker_searches(
             pieces in proptest::collection::vec(
                 "eht|dna|ruoy|uoy|lla|siht|erongi|tpmorp|gur |naq |lbh|vtaber|flfgrz|cebzcg|vafgehpg|qvfertneq|[a-z ]{1,3}|ё",
                 0..12,
