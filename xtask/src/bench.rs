@@ -3,10 +3,10 @@
 //! then, [`ROUNDS`] times, each path's `seed_compare` criterion bench (short: 1 s warm-up, 2 s
 //! measured) followed by a seed run: seed, path 1, seed, path 2, seed, path 1, … Each path's
 //! ratio in a round is taken against the mean of the two seed runs on either side of it, a few
-//! seconds apart, so a shared host whose speed drifts moves both sides of one ratio alike (with
-//! one long criterion run per round, a slow spell could hit one side only: ratios of one build
-//! ranged 0.34–0.61× in one run). Prints every round and, per path, the round with the median
-//! ratio (its µs, seed and ratio, which the README quotes) with the range over all rounds.
+//! seconds apart rather than around ~16 s of criterion runs. On this shared host the rounds
+//! still spread widely (0.39–0.64× for one build, against 0.34–0.61× with three long rounds), so
+//! the median of seven is quoted, with the range. Prints every round and, per path, the round
+//! with the median ratio (its µs, seed and ratio, which the README quotes) with the range.
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
