@@ -73,10 +73,11 @@ const PAIR_SPAN: usize = 4;
 pub struct Doc {
     words: Vec<Word>,
     pub signals: Signals,
-    /// Words of one ASCII letter or digit. For an ASCII view this is
+    /// Words of one ASCII letter or digit, for an ASCII view only: there it is
     /// `normalize::single_letters` (the gate of `normalize::joined_letters`), counted here on
-    /// the way instead of in a pass of its own.
-    pub single_letter_words: usize,
+    /// the way instead of in a pass of its own. `None` for other views, where that count also
+    /// treats non-ASCII bytes as word characters and the words here differ.
+    pub single_letter_words: Option<usize>,
 }
 
 /// A window of words: byte offset and length in the screened text, and its score.
@@ -140,7 +141,8 @@ impl Doc {
         };
         // (char index, byte index) where the open word starts.
         let mut open: Option<(usize, usize)> = None;
-        if leet.is_ascii() {
+        let ascii = leet.is_ascii();
+        if ascii {
             // One byte per character: char and byte indices coincide.
             for (i, &b) in bytes.iter().enumerate() {
                 if b.is_ascii_alphanumeric() {
@@ -169,7 +171,7 @@ impl Doc {
         Self {
             words,
             signals,
-            single_letter_words,
+            single_letter_words: ascii.then_some(single_letter_words),
         }
     }
 
@@ -479,7 +481,7 @@ mod tests {
             let doc = Doc::new(&s, None, Signals::default(), &Lexicon::new());
             proptest::prop_assert_eq!(
                 doc.single_letter_words,
-                crate::normalize::single_letters(&s)
+                Some(crate::normalize::single_letters(&s))
             );
         }
     }

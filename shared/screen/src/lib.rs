@@ -325,11 +325,12 @@ impl Screener {
         let unbroken = depth > 0 && leet.len() >= 12 && !leet.contains(char::is_whitespace);
         let joined = if unbroken {
             leet.clone()
-        } else if leet.is_ascii() {
-            // The doc has counted the one-letter words already.
-            normalize::joined_letters_counted(&leet, doc.single_letter_words)
         } else {
-            normalize::joined_letters(&leet)
+            // On an ASCII view the doc has counted the one-letter words already.
+            match doc.single_letter_words {
+                Some(n) => normalize::joined_letters_counted(&leet, n),
+                None => normalize::joined_letters(&leet),
+            }
         };
         if !joined.is_empty() {
             match r.squashed() {

@@ -3,7 +3,6 @@
 
 use memchr::memmem::Finder;
 use unicode_normalization::char::is_combining_mark;
-
 use unicode_security::confusable_detection::skeleton;
 
 /// Lowercased text with combining marks kept (Cyrillic "й" needs its breve): the view for
